@@ -1,0 +1,79 @@
+"""The numbers that define an SSD's input and its default boxes.
+
+A config is plain data: the net builders take one, the training script hands its
+priors to the matcher and the loss, the predictor takes its mean/std. Building
+one for another resolution never touches a global (upstream rewrote module
+globals by building a throwaway net).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
+
+
+@dataclass(frozen=True)
+class SSDConfig:
+    """Input size and normalization, matching thresholds, box-coding variances and priors.
+
+    ``priors`` is ``[N, 4]`` center form, normalized to 0..1.
+    """
+    image_size: int
+    image_mean: np.ndarray
+    image_std: float
+    iou_threshold: float
+    center_variance: float
+    size_variance: float
+    specs: list = field(default_factory=list)
+    priors: torch.Tensor = None  # type: ignore[assignment]
+
+    @property
+    def num_priors(self) -> int:
+        return int(self.priors.size(0))
+
+
+def scaled_specs(reference_specs: Sequence[SSDSpec], reference_size: int, image_size: int,
+                 feature_map_sizes: Sequence[int]) -> list[SSDSpec]:
+    """Specs for another input resolution.
+
+    Box sizes scale with the image (the same fraction of the image as at the
+    reference size); each prior grid is laid exactly over its feature map
+    (shrinkage = image_size / feature_map_size), so centers fall on the cells.
+    """
+    if len(feature_map_sizes) != len(reference_specs):
+        raise ValueError(f"expected {len(reference_specs)} feature maps, got {len(feature_map_sizes)}")
+    factor = image_size / reference_size
+    specs = []
+    for spec, fm in zip(reference_specs, feature_map_sizes):
+        specs.append(SSDSpec(int(fm), image_size / fm,
+                             SSDBoxSizes(spec.box_sizes.min * factor, spec.box_sizes.max * factor),
+                             list(spec.aspect_ratios)))
+    return specs
+
+
+def build_config(reference_specs: Sequence[SSDSpec], reference_size: int, image_size: int,
+                 feature_map_sizes: Sequence[int] | None, *, image_mean, image_std: float,
+                 iou_threshold: float = 0.45, center_variance: float = 0.1,
+                 size_variance: float = 0.2) -> SSDConfig:
+    """A config at ``image_size``; the reference (upstream) specs are kept exactly at their size."""
+    if image_size == reference_size and (feature_map_sizes is None or
+                                         list(feature_map_sizes) == [s.feature_map_size for s in reference_specs]):
+        specs = list(reference_specs)
+    else:
+        if feature_map_sizes is None:
+            raise ValueError(f"feature_map_sizes are needed to build priors at {image_size} px")
+        specs = scaled_specs(reference_specs, reference_size, image_size, feature_map_sizes)
+    return SSDConfig(
+        image_size=int(image_size),
+        image_mean=np.asarray(image_mean, dtype=np.float32),
+        image_std=float(image_std),
+        iou_threshold=iou_threshold,
+        center_variance=center_variance,
+        size_variance=size_variance,
+        specs=specs,
+        priors=generate_ssd_priors(specs, image_size),
+    )

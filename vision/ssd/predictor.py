@@ -1,0 +1,91 @@
+"""From an image to detections: preprocess, run the net, decode, NMS, scale to pixels."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vision.utils import box_utils
+
+Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def test_outputs(net: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores [B,N,C] softmaxed, boxes [B,N,4] corner normalized)`` from a net in either mode.
+
+    A net built with ``is_test=True`` already returns these; a training-mode net (as the
+    training script validates with) returns logits and offsets, decoded here with its config.
+    """
+    out = net(images)
+    if getattr(net, "is_test", False):
+        return out
+    confidences, locations = out
+    cfg = net.config
+    boxes = box_utils.convert_locations_to_boxes(locations, cfg.priors, cfg.center_variance, cfg.size_variance)
+    return F.softmax(confidences, dim=2), box_utils.center_form_to_corner_form(boxes)
+
+
+class Predictor:
+    """Runs an SSD on images and returns detections in pixel coordinates.
+
+    ``nms_method="soft"`` selects soft-NMS (with ``sigma``), anything else hard NMS.
+    ``filter_threshold`` is the default score threshold; ``candidate_size`` caps the boxes
+    per class that enter NMS.
+    """
+
+    def __init__(self, net: torch.nn.Module, size: int, mean=0.0, std: float = 1.0,
+                 nms_method: str | None = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
+                 candidate_size: int = 200, sigma: float = 0.5, device: torch.device | str | None = None) -> None:
+        from vision.ssd.data_preprocessing import PredictionTransform
+
+        self.net = net
+        self.size = size
+        self.transform = PredictionTransform(size, mean, std)
+        self.nms_method = nms_method
+        self.iou_threshold = iou_threshold
+        self.filter_threshold = filter_threshold
+        self.candidate_size = candidate_size
+        self.sigma = sigma
+        self.device = torch.device(device) if device is not None else _module_device(net)
+        if isinstance(net, torch.nn.Module):
+            self.net.to(self.device)
+            self.net.eval()
+
+    def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw test outputs for a preprocessed batch ``[B,3,S,S]`` (overridden by the ONNX predictor)."""
+        with torch.no_grad():
+            return test_outputs(self.net, images.to(self.device))
+
+    def predict(self, image: np.ndarray, top_k: int = -1, prob_threshold: float | None = None) -> Detections:
+        """Detect objects in one RGB uint8 ``HxWx3`` image.
+
+        Returns:
+            boxes [K, 4] corner form in pixels, labels [K] int64 (1..C-1), probs [K], best first.
+        """
+        height, width = image.shape[:2]
+        x = self.transform(image).unsqueeze(0)
+        return self.predict_batch(x, [(height, width)], top_k=top_k, prob_threshold=prob_threshold)[0]
+
+    def predict_batch(self, images: torch.Tensor, sizes: Sequence[tuple[int, int]], top_k: int = -1,
+                      prob_threshold: float | None = None) -> list[Detections]:
+        """Detect objects in a preprocessed batch; ``sizes`` are the original ``(height, width)``."""
+        scores, boxes = self.run(images)
+        threshold = self.filter_threshold if prob_threshold is None else prob_threshold
+        dets = box_utils.batched_postprocess(
+            scores.float().cpu(), boxes.float().cpu(), prob_threshold=threshold,
+            iou_threshold=self.iou_threshold, top_k=top_k, candidate_size=self.candidate_size,
+            nms_method=self.nms_method, sigma=self.sigma)
+        out = []
+        for (b, l, s), (h, w) in zip(dets, sizes):
+            scale = torch.tensor([w, h, w, h], dtype=b.dtype)
+            out.append((b * scale, l, s))
+        return out
+
+
+def _module_device(net) -> torch.device:
+    try:
+        return next(net.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")

@@ -1,0 +1,185 @@
+"""Small helpers every script shares: errors that mean "bad input", logging,
+atomic file writes, argparse number types, and the script entry wrapper.
+
+Exit codes used by every script: 0 ok, 1 failure (the work ran and found a
+problem, or an unexpected error), 2 bad usage or bad input (``UserError``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, Sequence
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger(__name__)
+
+
+class UserError(Exception):
+    """Bad input from the user (file, flag, dataset): printed as one line, exit 2."""
+
+
+class Failure(Exception):
+    """The work ran but failed (a check did not pass): printed as one line, exit 1."""
+
+
+def str2bool(s: str) -> bool:
+    """argparse type accepting the usual spellings of true/false (upstream compatible)."""
+    v = str(s).strip().lower()
+    if v in ("yes", "true", "t", "y", "1"):
+        return True
+    if v in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {s!r}")
+
+
+def _number(kind: Callable[[str], Any], lo: float | None, hi: float | None, lo_open: bool):
+    def parse(s: str):
+        try:
+            v = kind(s)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {s!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo}, got {s}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {s}")
+        return v
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def positive_int(s: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(int, 1, None, False)(s)
+
+
+def non_negative_int(s: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(int, 0, None, False)(s)
+
+
+def positive_float(s: str) -> float:
+    """argparse type: a finite float > 0."""
+    return _number(float, 0.0, None, True)(s)
+
+
+def non_negative_float(s: str) -> float:
+    """argparse type: a finite float >= 0."""
+    return _number(float, 0.0, None, False)(s)
+
+
+def unit_float(s: str) -> float:
+    """argparse type: a finite float in [0, 1]."""
+    return _number(float, 0.0, 1.0, False)(s)
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse type factory: an integer in [lo, hi]."""
+    return _number(int, lo, hi, False)
+
+
+def add_log_level_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", "--log_level", default="info",
+                        type=str.lower,
+                        choices=["debug", "info", "warning", "error", "critical"],
+                        help="logging verbosity (default: info)")
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, str(level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a script's ``main`` and turn the known error kinds into one line + exit code.
+
+    ``UserError`` -> exit 2, ``Failure`` -> exit 1, Ctrl-C -> 130. Anything else is a
+    bug: it is logged with its traceback (so it can be reported) and exits 1.
+    """
+    try:
+        rc = main(argv)
+        return EXIT_OK if rc is None else int(rc)
+    except UserError as e:
+        logging.getLogger("pytorch-ssd").error("%s", e)
+        return EXIT_USAGE
+    except Failure as e:
+        logging.getLogger("pytorch-ssd").error("%s", e)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        logging.getLogger("pytorch-ssd").error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", fsync: bool = True, **kwargs) -> Iterator[IO]:
+    """Write ``path`` through a temp file in the same folder, then rename over it.
+
+    Readers see either the old file or the complete new one, never a partial
+    file, even if the process is killed mid-write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if fsync:
+            _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent)
+        f.write("\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read a JSON file, turning every way it can be broken into a one-line UserError."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {p}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} is a folder, expected a file: {p}") from None
+    except PermissionError:
+        raise UserError(f"{what} is not readable (permission denied): {p}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} is not valid JSON: {p}: {e}") from None
