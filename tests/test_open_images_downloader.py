@@ -1,0 +1,205 @@
+"""open_images_downloader.py against a fake Open Images mirror: class subset,
+depiction/overlap filters, --max-images spread, --stats-only, retry then skip,
+resume of a dropped picture, re-run skips, unknown class suggestions."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from http_server import http_server  # noqa: E402,F401  (pytest fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import open_images_downloader as oid  # noqa: E402
+
+CLASSES = {"/m/014j1m": "Apple", "/m/0cyhj_": "Orange", "/m/09qck": "Banana", "/m/01yrx": "Cat"}
+MID = {v: k for k, v in CLASSES.items()}
+HEADER = ",".join(oid.BBOX_COLUMNS)
+# (split, image, class, IsGroupOf, IsDepiction)
+BOXES = [
+    ("train", "t01", "Apple", 0, 0), ("train", "t01", "Apple", 0, 0),
+    ("train", "t02", "Apple", 0, 0), ("train", "t03", "Apple", 0, 0), ("train", "t03", "Orange", 0, 0),
+    ("train", "t04", "Apple", 0, 0), ("train", "t05", "Orange", 0, 0), ("train", "t06", "Orange", 0, 0),
+    ("train", "t07", "Banana", 0, 0), ("train", "t08", "Cat", 0, 0),
+    ("train", "t09", "Apple", 0, 1),                                   # a drawing
+    ("train", "t10", "Apple", 1, 0), ("train", "t10", "Apple", 0, 0),  # group box + a single box
+    ("validation", "v01", "Apple", 0, 0), ("validation", "v02", "Orange", 0, 0),
+    ("test", "e01", "Banana", 0, 0), ("test", "e02", "Apple", 0, 0),  # e02 is missing on the server (404)
+]
+MISSING = {"e02"}
+
+
+def _jpeg(seed: int) -> bytes:
+    img = np.random.default_rng(seed).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def make_mirror(www: Path) -> None:
+    meta = www / "meta"
+    meta.mkdir(parents=True)
+    (meta / "class-descriptions-boxable.csv").write_text(
+        "".join(f"{m},{n}\n" for m, n in CLASSES.items()) + "/m/0k4j,Car\n/m/0199g,Bicycle\n")
+    for split in oid.SPLITS:
+        lines = [HEADER]
+        for s, image, cls, group, depiction in BOXES:
+            if s == split:
+                lines.append(f"{image},xclick,{MID[cls]},1,0.1,0.5,0.2,0.6,0,0,{group},{depiction},0")
+        (meta / split).mkdir()
+        (meta / split / f"{split}-annotations-bbox.csv").write_text("\n".join(lines) + "\n")
+    for k, (split, image, *_rest) in enumerate(BOXES):
+        if image not in MISSING:
+            (www / "img" / split).mkdir(parents=True, exist_ok=True)
+            (www / "img" / split / f"{image}.jpg").write_bytes(_jpeg(k))
+
+
+def run_script(server, data: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "open_images_downloader.py", "--data", str(data),
+                           "--base-url", server.url("meta/"), "--images-base-url", server.url("img/"),
+                           "--retry-backoff", "0.01", "--timeout", "10", "--num-workers", "4", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def read_sub(data: Path, split: str) -> list[dict]:
+    with open(data / f"sub-{split}-annotations-bbox.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows
+
+
+def test_subset_retry_skip_resume_and_rerun(http_server, tmp_path):
+    make_mirror(http_server.root)
+    http_server.fail("img/train/t02.jpg", status=500, times=2)   # fails twice, then works
+    http_server.drop("img/train/t03.jpg", after=100)              # dropped mid-body once: resumes
+    data = tmp_path / "fruit"
+    r = run_script(http_server, data, "--class-names", "Apple,orange", "--retry", "3")
+    assert r.returncode == 0, r.stderr   # the 404 picture is skipped and reported, not an error
+
+    with open(data / "sub-train-annotations-bbox.csv", newline="") as f:
+        assert next(csv.reader(f)) == oid.OUT_COLUMNS
+    train = read_sub(data, "train")
+    assert {row["ClassName"] for row in train} == {"Apple", "Orange"}
+    assert {row["ImageID"] for row in train} == {"t01", "t02", "t03", "t04", "t05", "t06", "t10"}
+    assert all(row["id"] == row["LabelName"] == MID[row["ClassName"]] for row in train)
+    assert len([row for row in train if row["ImageID"] == "t01"]) == 2
+    assert {row["ImageID"] for row in read_sub(data, "validation")} == {"v01", "v02"}
+    assert read_sub(data, "test") == [], "e02 is missing on the server: not listed, so training never meets it"
+    for image in ("t01", "t02", "t03", "t10", "v01"):
+        split = "validation" if image.startswith("v") else "train"
+        src = http_server.root / "img" / split / f"{image}.jpg"
+        assert (data / split / f"{image}.jpg").read_bytes() == src.read_bytes()
+    assert not (data / "train" / "t07.jpg").exists() and not (data / "train" / "t08.jpg").exists()
+    assert not (data / "train" / "t09.jpg").exists(), "depictions are left out by default"
+    assert not list(data.rglob("*.part"))
+    assert http_server.count("GET", "img/train/t02.jpg") == 3
+    assert [rng for m, p, rng in http_server.requests if p == "/img/train/t03.jpg"][-1] == "bytes=100-"
+    assert (data / "labels.txt").read_text().split() == ["BACKGROUND", "Apple", "Orange"]
+    report = json.loads((data / "download-report.json").read_text())
+    assert [f["image_id"] for f in report["missing_on_server"]] == ["e02"] and report["failed"] == []
+    assert "Apple" in r.stdout and "missing on the server" in r.stdout
+
+    n = len(http_server.requests)
+    r = run_script(http_server, data, "--class-names", "Apple,Orange")
+    assert r.returncode == 0, r.stderr
+    new = [p for m, p, _ in http_server.requests[n:]]
+    assert new == ["/img/test/e02.jpg"], f"a re-run only asks again for what is missing, got {new}"
+    assert "0 downloaded, 9 already there" in r.stdout
+
+    try:
+        from vision.datasets.open_images import OpenImagesDataset
+    except ImportError:
+        return  # loader (data owner) not written yet
+    ds = OpenImagesDataset(data, dataset_type="train")
+    assert list(ds.class_names) == (data / "labels.txt").read_text().split()
+    assert len(ds) == 7
+
+
+def test_failed_picture_is_reported_then_retried(http_server, tmp_path):
+    make_mirror(http_server.root)
+    http_server.fail("img/validation/v02.jpg", status=503, times=3)
+    data = tmp_path / "d"
+    r = run_script(http_server, data, "--class-names", "Orange", "--splits", "validation", "--retry", "1")
+    assert r.returncode == 1 and "run the same command again" in r.stderr
+    report = json.loads((data / "download-report.json").read_text())
+    assert [f["image_id"] for f in report["failed"]] == ["v02"] and "503" in report["failed"][0]["error"]
+    assert read_sub(data, "validation") == [] and not (data / "validation/v02.jpg").exists()
+    r = run_script(http_server, data, "--class-names", "Orange", "--splits", "validation", "--retry", "1")
+    assert r.returncode == 0, r.stderr
+    assert [row["ImageID"] for row in read_sub(data, "validation")] == ["v02"]
+
+
+def test_stats_only(http_server, tmp_path):
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    r = run_script(http_server, data, "--class-names", "Apple,Banana", "--stats-only")
+    assert r.returncode == 0, r.stderr
+    lines = {tuple(l.split()[:2]): l.split()[-2:] for l in r.stdout.splitlines() if l.startswith("  ")}
+    assert lines[("train", "Apple")] == ["5", "7"]  # t01 (2 boxes), t02, t03, t04, t10 (2); t09 is a drawing
+    assert lines[("train", "Banana")] == ["1", "1"]
+    assert lines[("test", "Apple")] == ["1", "1"]
+    assert not (data / "train").exists() and not list(data.glob("sub-*"))
+    assert not any(p.startswith("/img/") for _, p, _ in http_server.requests)
+
+
+def test_depiction_and_overlap_flags(http_server, tmp_path):
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    r = run_script(http_server, data, "--class-names", "Apple", "--splits", "train", "--include-depiction",
+                   "--remove-overlapped", "--stats-only")
+    assert r.returncode == 0, r.stderr
+    r = run_script(http_server, data, "--class-names", "Apple", "--splits", "train", "--include-depiction",
+                   "--remove-overlapped")
+    assert r.returncode == 0, r.stderr
+    rows = read_sub(data, "train")
+    assert "t09" in {row["ImageID"] for row in rows}
+    assert [row["IsGroupOf"] for row in rows if row["ImageID"] == "t10"] == ["1"]
+
+
+def test_max_images_spread(http_server, tmp_path):
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    r = run_script(http_server, data, "--class-names", "Apple,Orange,Banana", "--max-images", "6")
+    assert r.returncode == 0, r.stderr
+    picked = {s: {row["ImageID"] for row in read_sub(data, s)} for s in oid.SPLITS}
+    # 8 train / 2 validation / 2 test pictures available (e02 is 404) -> shares 4 / 1 / 1
+    assert len(picked["train"]) == 4 and len(picked["validation"]) == 1
+    classes = {row["ClassName"] for row in read_sub(data, "train")}
+    assert classes == {"Apple", "Orange", "Banana"}, "the classes take turns"
+
+
+@pytest.mark.parametrize("names, suggestion", [("Aple", "Apple"), ("Oranges", "Orange"), ("Zebra crossing", "")])
+def test_unknown_class_suggests(http_server, tmp_path, names, suggestion):
+    make_mirror(http_server.root)
+    r = run_script(http_server, tmp_path / "d", "--class-names", f"Banana,{names}")
+    assert r.returncode == 2
+    assert "unknown class" in r.stderr and suggestion in r.stderr and "Traceback" not in r.stderr
+    assert len([line for line in r.stderr.splitlines() if "ERROR" in line]) == 1
+
+
+@pytest.mark.parametrize("args", [["--class-names", ","], ["--class-names", "Apple,Apple"],
+                                  ["--class-names", "Apple", "--max-images", "0"],
+                                  ["--class-names", "Apple", "--splits", "val"]])
+def test_bad_usage(http_server, tmp_path, args):
+    make_mirror(http_server.root)
+    assert run_script(http_server, tmp_path / "d", *args).returncode == 2
+
+
+def test_metadata_404_names_url(http_server, tmp_path):
+    r = run_script(http_server, tmp_path / "d", "--class-names", "Apple")
+    assert r.returncode == 1 and http_server.url("meta/class-descriptions-boxable.csv") in r.stderr
+
+
+def test_selection_units():
+    assert oid.split_budgets({"train": 8, "validation": 2, "test": 1}, 5) == {"train": 4, "validation": 1, "test": 0}
+    assert sum(oid.split_budgets({"a": 7, "b": 7, "c": 7}, 10).values()) == 10
+    images = {f"a{i}": {"A"} for i in range(50)} | {"b1": {"B"}, "b2": {"B"}}
+    chosen = oid.choose_balanced(images, 4, ["A", "B"], random.Random(0))
+    assert len(chosen) == 4 and {"b1", "b2"} <= chosen

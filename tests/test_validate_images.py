@@ -1,0 +1,147 @@
+"""validate_image_files.py: bad files (truncated JPEG, zero-byte, text named .jpg,
+truncated PNG) are found and quarantined/reported/deleted; good ones (RGB JPEG,
+grayscale JPEG, PNG, JPEG with bytes after its end marker) stay."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import validate_image_files as vif  # noqa: E402
+
+GOOD = ["rgb.jpg", "gray.jpg", "pic.png", "sub/nested.jpg", "trailing.jpg"]
+BAD = {"truncated.jpg": "truncated JPEG", "empty.jpg": "zero-byte", "notes.jpg": "OpenCV cannot decode",
+       "half.png": "cannot decode"}
+
+
+def _jpeg(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return buf.tobytes()
+
+
+def make_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    (root / "sub").mkdir()
+    rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    (root / "rgb.jpg").write_bytes(_jpeg(rgb))
+    (root / "gray.jpg").write_bytes(_jpeg(rgb[..., 0]))
+    (root / "sub/nested.jpg").write_bytes(_jpeg(rgb[:20, :20]))
+    (root / "trailing.jpg").write_bytes(_jpeg(rgb) + b"\x00" * 64)  # padding after EOI is fine
+    ok, png = cv2.imencode(".png", rgb)
+    (root / "pic.png").write_bytes(png.tobytes())
+    full = _jpeg(rgb)
+    (root / "truncated.jpg").write_bytes(full[: len(full) * 2 // 3])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("this is not an image\n" * 20)
+    (root / "half.png").write_bytes(png.tobytes()[: len(png) // 2])
+    (root / ".hidden").write_text("ignored")
+    return root
+
+
+def run_script(*args: str, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "validate_image_files.py", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, stdin=stdin)
+
+
+def test_quarantine_default(tmp_path):
+    d = make_folder(tmp_path / "val2017")
+    r = run_script("--path", str(d), "--workers", "2")
+    assert r.returncode == 1, r.stderr
+    inv = tmp_path / "val2017_invalid"
+    for name in BAD:
+        assert not (d / name).exists() and (inv / name).exists(), name
+    for name in GOOD:
+        assert (d / name).exists(), name
+    assert (d / ".hidden").exists()
+    report = json.loads((inv / "report.json").read_text())
+    reasons = {Path(e["path"]).name: e["reason"] for e in report["bad"]}
+    assert set(reasons) == set(BAD)
+    for name, why in BAD.items():
+        assert why in reasons[name], (name, reasons[name])
+    assert report["checked"] == len(GOOD) + len(BAD)
+    # everything left is good now: exit 0, and the quarantine report is kept
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((inv / "report.json").read_text())["bad"]) == len(BAD)
+
+
+def test_report_only_moves_nothing(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    rep = tmp_path / "r.json"
+    r = run_script("--path", str(d), "--action", "report", "--report", str(rep), "--workers", "1")
+    assert r.returncode == 1
+    assert all((d / n).exists() for n in list(BAD) + GOOD)
+    assert not (tmp_path / "imgs_invalid").exists()
+    assert {Path(e["path"]).name for e in json.loads(rep.read_text())["bad"]} == set(BAD)
+    assert "truncated.jpg" in r.stdout
+
+
+def test_delete_action(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    r = run_script("--path", str(d), "--action", "delete", "--workers", "2")
+    assert r.returncode == 1
+    assert not any((d / n).exists() for n in BAD)
+    assert all((d / n).exists() for n in GOOD)
+
+
+def test_interactive_without_terminal_refuses(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    r = run_script("--path", str(d), "--action", "delete", "--interactive")
+    assert r.returncode == 2 and "terminal" in r.stderr
+    assert all((d / n).exists() for n in BAD), "nothing deleted"
+
+
+def test_interactive_answer_no_keeps_files(tmp_path, monkeypatch):
+    d = make_folder(tmp_path / "imgs")
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "n")
+    rc = vif.run_main(vif.main, ["--path", str(d), "--action", "delete", "--interactive", "--workers", "1"])
+    assert rc == 1
+    assert all((d / n).exists() for n in BAD)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "y")
+    rc = vif.run_main(vif.main, ["--path", str(d), "--action", "delete", "--interactive", "--workers", "1"])
+    assert rc == 1 and not any((d / n).exists() for n in BAD)
+
+
+def test_all_good_exit_0(tmp_path):
+    d = tmp_path / "ok"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(_jpeg(np.zeros((8, 8, 3), np.uint8)))
+    r = run_script("--path", str(d))
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "ok_invalid").exists()
+
+
+@pytest.mark.parametrize("args", [["--path", "/nonexistent/folder"], ["--path", ".", "--workers", "0"],
+                                  ["--path", ".", "--action", "burn"]])
+def test_bad_usage(args):
+    assert run_script(*args).returncode == 2
+
+
+def test_jpeg_problem_unit():
+    data = _jpeg(np.full((16, 16, 3), 7, np.uint8))
+    assert vif.jpeg_problem(data) is None
+    assert "truncated" in vif.jpeg_problem(data[:-2])
+    assert vif.jpeg_problem(data[:100]) is not None
+
+
+def test_scan_many_files_bounded(tmp_path):
+    """Many small files through the pool: all found, results are small tuples only."""
+    d = tmp_path / "many"
+    d.mkdir()
+    blob = _jpeg(np.zeros((4, 4, 3), np.uint8))
+    for i in range(400):
+        (d / f"{i:05d}.jpg").write_bytes(blob if i % 100 else b"")
+    files = list(vif.iter_files(d))
+    bad = vif.scan(files, workers=2, progress=False)
+    assert [Path(p).name for p, _ in bad] == ["00000.jpg", "00100.jpg", "00200.jpg", "00300.jpg"]

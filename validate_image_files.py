@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Find image files that training would choke on, and move them out of the way.
+
+    python3 validate_image_files.py --path coco-data/train2017
+    python3 validate_image_files.py --path data/fruit/train --action report --report bad.json
+
+Every (non-hidden) file under --path, subfolders included, is decoded with OpenCV
+(what the data loaders use) and scikit-image, after a check for truncated JPEGs
+(OpenCV versions differ in whether they notice a missing end). Zero-byte files,
+non-images (a text file named .jpg), truncated and unreadable files are "bad".
+
+Actions for bad files: ``quarantine`` (default) moves them to the sibling folder
+DIR_invalid/ (subfolders kept); ``report`` only lists them; ``delete`` removes them
+(add ``--interactive`` to be asked first; that needs a terminal). A JSON report
+(path, reason) goes to DIR_invalid/report.json unless --report says otherwise.
+Never opens a window, never waits for input unless --interactive.
+
+Exit codes: 0 every file decodes; 1 bad files were found (or the folder holds no
+files); 2 bad usage (no such folder, --interactive without a terminal).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from tqdm import tqdm
+
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, positive_int, run_main,
+                               setup_logging)
+
+log = logging.getLogger("validate_image_files")
+
+_MAX_REASON = 200
+
+
+# ----------------------------------------------------------------------------- checking (runs in workers)
+
+
+def _init_worker() -> None:
+    """Quiet, single-threaded decoders: N processes already use the N cores."""
+    import cv2
+    cv2.setNumThreads(1)
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # older OpenCV
+        pass
+    from PIL import ImageFile
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncation must raise, not be padded with grey
+    warnings.simplefilter("ignore")
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "..."
+
+
+def jpeg_problem(data: bytes) -> str | None:
+    """Structural check of a JPEG's bytes: after the last start-of-scan (FFDA) there must
+    be an end-of-image marker (FFD9). Inside entropy-coded data FF is always stuffed,
+    so neither marker can appear by accident; trailing bytes after FFD9 are allowed."""
+    sos = data.rfind(b"\xff\xda")
+    if sos < 0:
+        return "JPEG without image data (no start-of-scan marker)"
+    if data.rfind(b"\xff\xd9") < sos:
+        return "truncated JPEG (no end-of-image marker after the image data)"
+    return None
+
+
+def check_image(path: str) -> tuple[str, str | None]:
+    """Return ``(path, None)`` for a good image, ``(path, reason)`` for a bad one."""
+    import cv2
+    import numpy as np
+    import skimage.io
+
+    try:
+        size = os.stat(path).st_size
+        if size == 0:
+            return path, "zero-byte file"
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return path, f"unreadable: {_short(e)}"
+    if data[:3] == b"\xff\xd8\xff":
+        problem = jpeg_problem(data)
+        if problem:
+            return path, problem
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        return path, f"OpenCV cannot decode it: {_short(e)}"
+    if img is None or img.size == 0:
+        return path, "OpenCV cannot decode it (not an image, or corrupt)"
+    del img, data
+    try:
+        img = skimage.io.imread(path)
+    except Exception as e:  # imageio/pillow raise many kinds
+        return path, f"scikit-image cannot decode it: {_short(e)}"
+    if img.ndim < 2 or img.size == 0:
+        return path, f"scikit-image decoded an empty image (shape {img.shape})"
+    return path, None
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def iter_files(folder: Path) -> Iterator[str]:
+    """Every regular, non-hidden file under ``folder`` (hidden folders skipped), sorted."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                p = os.path.join(dirpath, name)
+                if os.path.isfile(p):
+                    yield p
+
+
+def scan(files: Sequence[str], workers: int, progress: bool | None = None) -> list[tuple[str, str]]:
+    """Check ``files`` with ``workers`` processes; return the bad ones as (path, reason).
+
+    Memory stays bounded: workers get file names (in chunks) and send back short
+    strings; decoded images never leave the worker.
+    """
+    bad: list[tuple[str, str]] = []
+    bar = tqdm(total=len(files), unit="img", desc="validating", dynamic_ncols=True,
+               disable=None if progress is None else not progress)
+    try:
+        if workers <= 1:
+            _init_worker()
+            results: Iterator[tuple[str, str | None]] = map(check_image, files)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(
+                workers, initializer=_init_worker)
+            chunk = max(1, min(64, len(files) // (workers * 8) or 1))
+            results = pool.imap_unordered(check_image, files, chunksize=chunk)
+        try:
+            for path, reason in results:
+                bar.update(1)
+                if reason:
+                    log.debug("%s: %s", path, reason)
+                    bad.append((path, reason))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    finally:
+        bar.close()
+    bad.sort()
+    return bad
+
+
+def _free_name(dest: Path) -> Path:
+    """``dest``, or ``dest.1``, ``dest.2``... if taken (never overwrite a quarantined file)."""
+    if not dest.exists():
+        return dest
+    i = 1
+    while dest.with_name(f"{dest.name}.{i}").exists():
+        i += 1
+    return dest.with_name(f"{dest.name}.{i}")
+
+
+def _ask(question: str) -> bool:
+    while True:
+        try:
+            reply = input(f"{question} [y/N] ").strip().lower()
+        except EOFError:
+            return False
+        if reply in ("", "n", "no"):
+            return False
+        if reply in ("y", "yes"):
+            return True
+
+
+def _merge_previous(report_path: Path, entries: list[dict]) -> list[dict]:
+    """Keep entries of an earlier report whose quarantined file is still there, so the
+    quarantine folder's report keeps describing everything in it."""
+    if not report_path.is_file():
+        return entries
+    try:
+        old = json.loads(report_path.read_text(encoding="utf-8")).get("bad", [])
+    except (ValueError, OSError, AttributeError):
+        log.warning("replacing unreadable earlier report %s", report_path)
+        return entries
+    now = {e["path"] for e in entries}
+    kept = [e for e in old if isinstance(e, dict) and e.get("path") not in now
+            and e.get("moved_to") and Path(e["moved_to"]).exists()]
+    return kept + entries
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Decode every image in a folder with OpenCV and scikit-image and deal with the ones that "
+                    "fail (zero-byte, truncated, not an image, unreadable). Exit 0 = all good, 1 = bad files "
+                    "found, 2 = bad usage.")
+    p.add_argument("--path", required=True, help="folder of images to check (subfolders included)")
+    p.add_argument("--workers", "--num-workers", type=positive_int, default=os.cpu_count() or 1,
+                   help="processes decoding in parallel (default: number of CPU cores)")
+    p.add_argument("--action", choices=["report", "quarantine", "delete"], default="quarantine",
+                   help="what to do with bad files: report = only list them; quarantine (default) = move "
+                        "them to the sibling folder PATH_invalid/; delete = remove them")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="where to write the JSON report (default: PATH_invalid/report.json, written only "
+                        "when bad files are found)")
+    p.add_argument("--interactive", action="store_true",
+                   help="ask before moving or deleting (needs a terminal; without one the script refuses "
+                        "instead of waiting)")
+    add_log_level_arg(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    folder = Path(args.path)
+    if not folder.is_dir():
+        raise UserError(f"--path {folder}: no such folder")
+    if args.interactive and not sys.stdin.isatty():
+        raise UserError("--interactive needs a terminal to ask on (stdin is not one); "
+                        "run without --interactive (the --action flag is the consent)")
+    abs_folder = Path(os.path.abspath(folder))
+    invalid_dir = abs_folder.with_name(abs_folder.name + "_invalid")
+    report_path = Path(args.report) if args.report else invalid_dir / "report.json"
+
+    files = list(iter_files(folder))
+    if not files:
+        raise Failure(f"no files to check in {folder}")
+    workers = min(args.workers, max(1, len(files) // 64))  # a pool does not pay for a handful of files
+    log.info("checking %d files in %s with %d worker(s)", len(files), folder, workers)
+    start = time.monotonic()
+    bad = scan(files, workers)
+    log.info("checked %d files in %.1f s: %d bad", len(files), time.monotonic() - start, len(bad))
+
+    entries = [{"path": os.path.abspath(p), "reason": r, "action": "reported", "moved_to": None}
+               for p, r in bad]
+    if bad:
+        print(f"{len(bad)} bad file(s) in {folder}:")
+        for p, r in bad:
+            print(f"  {p}: {r}")
+        act = args.action
+        if act != "report" and args.interactive:
+            verb = "Delete" if act == "delete" else f"Move to {invalid_dir}"
+            if not _ask(f"{verb} these {len(bad)} file(s)?"):
+                log.info("nothing changed")
+                act = "report"
+        if act == "quarantine":
+            for e in entries:
+                src = Path(e["path"])
+                dest = _free_name(invalid_dir / src.relative_to(abs_folder))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(dest))
+                e.update(action="quarantined", moved_to=str(dest))
+            log.info("moved %d file(s) to %s", len(entries), invalid_dir)
+        elif act == "delete":
+            for e in entries:
+                Path(e["path"]).unlink()
+                e["action"] = "deleted"
+            log.info("deleted %d file(s)", len(entries))
+    if bad or args.report:
+        atomic_write_json(report_path, {
+            "folder": str(abs_folder), "checked": len(files), "action": args.action,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "bad": _merge_previous(report_path, entries)})
+        log.info("report written to %s", report_path)
+    if bad:
+        return 1
+    log.info("all %d files are readable images", len(files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
