@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Evaluate a trained SSD on VOC, Open Images or COCO (or write a COCO test-dev submission).
+
+Examples:
+  python3 eval_ssd.py --trained-model models/run1            # checkpoint folder: needs nothing else
+  python3 eval_ssd.py --dataset-type coco --dataset coco-data --trained-model models/run1/best.pth
+  python3 eval_ssd.py --net mb1-ssd --trained_model models/mobilenet-v1-ssd-mp-0_675.pth \\
+      --label_file models/voc-model-labels.txt --dataset VOC2007/        # upstream flags still work
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, int_range, non_negative_int,
+                               positive_float, positive_int, run_main, setup_logging, str2bool, unit_float)
+
+log = logging.getLogger("eval_ssd")
+
+DATASET_TYPES = ("voc", "open_images", "coco")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Detection metrics of a trained SSD. VOC / Open Images: per-class AP and mAP (VOC "
+                    "protocol, difficult boxes ignored) and det_test_{class}.txt files. COCO: the 12 "
+                    "COCOeval numbers, per-class AP and a results JSON with the original COCO category ids. "
+                    "COCO --split test-dev: only writes the zipped results file for the evaluation server.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    m = p.add_argument_group("model")
+    m.add_argument("--trained_model", "--trained-model", dest="trained_model", required=True,
+                   help="model to evaluate: an upstream .pth state_dict, a training checkpoint, or a checkpoint "
+                        "folder (its best.pth, with net/resolution/classes read from the checkpoint)")
+    m.add_argument("--net", default=None,
+                   help="network name (e.g. mb1-ssd, mb2-ssd-lite, vgg16-ssd); default: what the checkpoint says")
+    m.add_argument("--label_file", "--label-file", "--labels", dest="label_file", default=None,
+                   help="labels file, one class a line, BACKGROUND first (default: the checkpoint's class names)")
+    m.add_argument("--mb2_width_mult", "--mb2-width-mult", dest="mb2_width_mult", type=positive_float,
+                   default=None, help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    m.add_argument("--resolution", type=int_range(64, 2048), default=None,
+                   help="input size in pixels, square (default: the checkpoint's, else 300)")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset_type", "--dataset-type", dest="dataset_type", default=None, type=str.lower,
+                   choices=DATASET_TYPES, help="dataset format (default: the checkpoint's training setting, else voc)")
+    d.add_argument("--dataset", "--data", dest="dataset", default=None,
+                   help="dataset root (VOC: the folder with Annotations/ JPEGImages/ ImageSets/; "
+                        "COCO: the folder with annotations/ val2017/ test2017/); default: the checkpoint's "
+                        "validation dataset")
+    d.add_argument("--split", default="val", choices=["val", "test-dev"],
+                   help="COCO only: val (instances_val2017.json, scored) or test-dev "
+                        "(image_info_test-dev2017.json, no ground truth: writes the submission zip only)")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--use_2007_metric", "--use-2007-metric", dest="use_2007_metric", type=str2bool, default=True,
+                   help="VOC/Open Images: 11-point VOC2007 AP (true, the upstream default) or all-point AP (false)")
+    e.add_argument("--iou_threshold", "--iou-threshold", dest="iou_threshold", type=unit_float, default=0.5,
+                   help="VOC/Open Images: IoU a detection needs with a ground-truth box to count (default 0.5; "
+                        "COCO always uses 0.50:0.95)")
+    e.add_argument("--nms_method", "--nms-method", dest="nms_method", default="hard", choices=["hard", "soft"],
+                   help="non-maximum suppression: hard or soft (default hard)")
+    e.add_argument("--nms-iou-threshold", "--nms_iou_threshold", dest="nms_iou_threshold", type=unit_float,
+                   default=0.45, help="IoU above which NMS suppresses a box of the same class (default 0.45)")
+    e.add_argument("--prob-threshold", "--prob_threshold", dest="prob_threshold", type=unit_float, default=0.01,
+                   help="drop detections scoring below this (default 0.01; low, as mAP needs the whole curve)")
+    e.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=None,
+                   help="keep at most this many detections per image (default: 100 for COCO, its rule; 200 otherwise)")
+    e.add_argument("--eval_dir", "--eval-dir", dest="eval_dir", default="eval_results",
+                   help="folder for result files (default: eval_results)")
+    e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None,
+                   help="algorithm name in COCO result file names (default: the net name)")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--use_cuda", "--use-cuda", dest="use_cuda", type=str2bool, default=True,
+                   help="use the GPU when there is one (default true)")
+    r.add_argument("--batch-size", "--batch_size", "-b", dest="batch_size", type=positive_int, default=8,
+                   help="images per forward pass (default 8)")
+    r.add_argument("--workers", "--num-workers", "--num_workers", "-j", dest="workers", type=non_negative_int,
+                   default=2, help="image-loading worker processes; 0 loads in the main process (default 2)")
+    add_log_level_arg(r)
+    return p
+
+
+def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
+    """The evaluation split of ``args.dataset`` (test split for VOC/Open Images, as upstream)."""
+    root = Path(args.dataset)
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found: {root}")
+    if args.dataset_type == "coco":
+        if args.split == "test-dev":
+            from vision.evaluation.coco import CocoImageList
+
+            info = root / "annotations" / "image_info_test-dev2017.json"
+            return CocoImageList(info, root / "test2017", class_names)
+        from vision.datasets.coco_dataset import COCODataset
+
+        return COCODataset(root, dataset_type="val")
+    if args.split != "val":
+        raise UserError("--split test-dev is for COCO only")
+    if args.dataset_type == "voc":
+        from vision.datasets.voc_dataset import VOCDataset
+
+        return VOCDataset(root, is_test=True, label_file=args.label_file)
+    from vision.datasets.open_images import OpenImagesDataset
+
+    return OpenImagesDataset(root, dataset_type="test")
+
+
+def fill_dataset_args(args: argparse.Namespace, train_args: dict) -> None:
+    """Take the dataset and its type from the training arguments when the flags do not give them."""
+    if args.dataset_type is None:
+        t = str(train_args.get("dataset_type") or "voc").lower()
+        args.dataset_type = t if t in DATASET_TYPES else "voc"
+    if args.dataset is None:
+        for key in ("validation_dataset", "datasets", "data", "dataset"):
+            v = train_args.get(key)
+            if isinstance(v, (list, tuple)):
+                v = v[0] if v else None
+            if v:
+                args.dataset = str(v)
+                log.info("dataset from the checkpoint's training arguments: %s (%s)", args.dataset,
+                         args.dataset_type)
+                break
+        else:
+            raise UserError("--dataset is required (the model does not say which dataset it was trained on)")
+
+
+def check_classes(model_classes: list[str], dataset_classes: list[str], dataset: str) -> None:
+    """The net's class i must be the dataset's class i, or every AP would be of the wrong class."""
+    if list(model_classes) == list(dataset_classes):
+        return
+    if len(model_classes) != len(dataset_classes):
+        raise UserError(f"the model has {len(model_classes)} classes (BACKGROUND included) but dataset {dataset} "
+                        f"has {len(dataset_classes)}")
+    diff = next(i for i, (a, b) in enumerate(zip(model_classes, dataset_classes)) if a != b)
+    raise UserError(f"class {diff} of the model is {model_classes[diff]!r} but of dataset {dataset} "
+                    f"{dataset_classes[diff]!r} (labels must be in the same order)")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _fmt(ap: float) -> str:
+    return "   n/a" if not math.isfinite(ap) else f"{ap:.4f}"
+
+
+def print_per_class(per_class: dict[str, float], title: str) -> None:
+    width = max([len(n) for n in per_class] + [5])
+    print(f"\n{title}")
+    for name, ap in per_class.items():
+        print(f"  {name:<{width}}  {_fmt(ap)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+
+    from vision.evaluation import coco as coco_eval
+    from vision.evaluation import voc as voc_eval
+    from vision.evaluation.detection import detect_dataset
+    from vision.evaluation.evaluate import compute_metrics, make_predictor
+    from vision.utils.scripts import load_model, select_device
+
+    device = select_device(args.use_cuda)
+    model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,
+                       resolution=args.resolution, width_mult=args.mb2_width_mult, is_test=True, device=device)
+    fill_dataset_args(args, model.info.train_args)
+    dataset = build_dataset(args, model.class_names)
+    if len(dataset) == 0:
+        raise UserError(f"no images to evaluate in {args.dataset}")
+    if not (args.dataset_type == "coco" and args.split == "test-dev"):
+        check_classes(model.class_names, list(dataset.class_names), args.dataset)
+    top_k = args.top_k or (100 if args.dataset_type == "coco" else 200)
+    alg = args.alg_name or model.net_name
+    eval_dir = Path(args.eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+
+    predictor = make_predictor(model.net, device=device, nms_method=args.nms_method,
+                               iou_threshold=args.nms_iou_threshold, prob_threshold=args.prob_threshold)
+    log.info("detecting on %d images (%s, batch %d, %d workers, %s)", len(dataset), args.dataset_type,
+             args.batch_size, args.workers, device)
+    detections, images_per_s = detect_dataset(
+        predictor, dataset, batch_size=args.batch_size, num_workers=args.workers, top_k=top_k,
+        prob_threshold=args.prob_threshold, progress=log.isEnabledFor(logging.INFO))
+    num_dets = sum(len(d) for d in detections)
+    log.info("%d detections, %.1f images/s", num_dets, images_per_s)
+
+    if args.dataset_type == "coco" and args.split == "test-dev":
+        results = coco_eval.coco_results(detections, [dataset.coco_image_id(i) for i in range(len(dataset))],
+                                         dataset.label_to_category_id)
+        json_path, zip_path = coco_eval.write_test_dev_submission(eval_dir, results, alg)
+        print(f"test-dev: {len(results)} detections on {len(dataset)} images -> {zip_path} (upload this to the "
+              f"COCO evaluation server; no ground truth here, so no metrics)")
+        return 0
+
+    metrics = compute_metrics(dataset, detections, use_2007_metric=args.use_2007_metric,
+                              match_iou_threshold=args.iou_threshold)
+    report: dict[str, Any] = {
+        "model": str(model.path), "net": model.net_name, "resolution": model.resolution,
+        "dataset": str(args.dataset), "dataset_type": args.dataset_type, "num_images": len(dataset),
+        "num_detections": num_dets, "images_per_s": images_per_s, "mAP": metrics["mAP"], "AP50": metrics["AP50"],
+        "per_class": metrics["per_class"],
+        "settings": {"nms_method": args.nms_method, "nms_iou_threshold": args.nms_iou_threshold,
+                     "prob_threshold": args.prob_threshold, "top_k": top_k},
+    }
+    if args.dataset_type == "coco":
+        results_path = coco_eval.write_results(eval_dir / f"detections_val2017_{alg}_results.json",
+                                               metrics["results"])
+        report["stats"] = dict(zip(coco_eval.STAT_NAMES, metrics["stats"]))
+        report["results_file"] = str(results_path)
+        print(metrics["summary"])
+        print_per_class(metrics["per_class"], "AP@[.50:.95] per class:")
+        print(f"\nmAP (AP@[.50:.95]): {metrics['mAP']:.4f}   AP50: {metrics['AP50']:.4f}")
+        log.info("results in COCO format (original category ids): %s", results_path)
+    else:
+        ids = getattr(dataset, "ids", None)
+        image_ids = [str(ids[i]) if ids is not None else str(dataset.get_annotation(i)[0])
+                     for i in range(len(dataset))]
+        voc_eval.write_detection_files(eval_dir, detections, image_ids, model.class_names)
+        report["use_2007_metric"] = args.use_2007_metric
+        report["iou_threshold"] = args.iou_threshold
+        metric = "VOC2007 11-point" if args.use_2007_metric else "all-point"
+        print_per_class(metrics["per_class"], f"Average Precision per class ({metric}, IoU > {args.iou_threshold}):")
+        print(f"\nAverage Precision Across All Classes: {metrics['mAP']:.4f}")
+        missing = [n for n, ap in metrics["per_class"].items() if not math.isfinite(ap)]
+        if missing:
+            log.warning("no ground truth for %d classes (%s); left out of the mean", len(missing),
+                        ", ".join(missing[:5]))
+        log.info("per-class detection files: %s/det_test_*.txt", eval_dir)
+    atomic_write_json(eval_dir / "metrics.json", _json_safe(report))
+    log.info("metrics: %s", eval_dir / "metrics.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,124 @@
+"""Run a detector over a whole dataset, batched, and keep the detections per image.
+
+The dataset is never modified: a small view reads ``dataset.get_image(i)`` (raw RGB)
+and applies the predictor's own test preprocessing, so evaluation sees exactly what
+``Predictor.predict`` would, whatever training transform the caller's dataset carries.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vision.utils.misc import UserError
+
+log = logging.getLogger(__name__)
+
+
+class DatasetItemError(UserError):
+    """Bad input met while reading one image (e.g. an undecodable file).
+
+    A DataLoader worker re-raises it in the main process with the worker's whole traceback as
+    the message; only its last line, the reason, is kept, so scripts still print one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+        reason = lines[-1] if lines else str(message)
+        super().__init__(re.sub(r"^[\w.]*DatasetItemError: ", "", reason))
+
+
+@dataclass
+class ImageDetections:
+    """Detections of one image: boxes [K,4] float32 corner form in PIXELS (clipped to the
+    image), labels [K] int64 (1..C-1), scores [K] float32, best first."""
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "ImageDetections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class TestImageView(Dataset):
+    """``(preprocessed image [3,S,S], index, (height, width))`` for each image of ``dataset``.
+
+    Reads through ``dataset.get_image(i)`` so the dataset's own (training) transform is
+    bypassed and left untouched.
+    """
+
+    def __init__(self, dataset: Any, transform: Callable[[np.ndarray], torch.Tensor]) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
+        try:
+            image = self.dataset.get_image(index)
+        except UserError as e:
+            raise DatasetItemError(str(e)) from None
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise TypeError(f"dataset.get_image({index}) must return an RGB HxWx3 array, got "
+                            f"{type(image).__name__} {getattr(image, 'shape', '')}")
+        height, width = image.shape[:2]
+        return self.transform(image), index, (int(height), int(width))
+
+
+def collate_test_images(batch: Sequence[tuple[torch.Tensor, int, tuple[int, int]]]
+                        ) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
+    """Stack images; keep indices and sizes as plain lists (the default collate would
+    turn the size tuples into two tensors)."""
+    images = torch.stack([b[0] for b in batch])
+    return images, [b[1] for b in batch], [b[2] for b in batch]
+
+
+def detect_dataset(predictor: Any, dataset: Any, *, batch_size: int = 8, num_workers: int = 0,
+                   top_k: int = 100, prob_threshold: float = 0.01, progress: bool = False,
+                   ) -> tuple[list[ImageDetections], float]:
+    """Detect objects in every image of ``dataset``.
+
+    ``predictor`` is a ``vision.ssd.predictor.Predictor`` (or ``OnnxPredictor``); its
+    ``transform`` preprocesses and ``predict_batch`` runs net + NMS.
+
+    Returns:
+        detections indexed like the dataset, and the throughput in images/s (wall time of
+        the whole loop: loading, preprocessing, net and NMS).
+    """
+    from tqdm import tqdm
+
+    view = TestImageView(dataset, predictor.transform)
+    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_test_images, pin_memory=False)
+    detections: list[ImageDetections | None] = [None] * len(view)
+    start = time.perf_counter()
+    with tqdm(total=len(view), desc="evaluate", unit="img", disable=not progress, leave=False) as bar:
+        for images, indices, sizes in loader:
+            results = predictor.predict_batch(images, sizes, top_k=top_k, prob_threshold=prob_threshold)
+            for index, (h, w), (boxes, labels, scores) in zip(indices, sizes, results):
+                detections[index] = _to_numpy(boxes, labels, scores, h, w)
+            bar.update(len(indices))
+    elapsed = time.perf_counter() - start
+    images_per_s = len(view) / elapsed if elapsed > 0 else float("inf")
+    return [d if d is not None else ImageDetections.empty() for d in detections], images_per_s
+
+
+def _to_numpy(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
+              height: int, width: int) -> ImageDetections:
+    b = boxes.detach().float().cpu().numpy().astype(np.float32, copy=True).reshape(-1, 4)
+    # decoded boxes may reach past the border; metrics are defined inside the image
+    np.clip(b[:, 0::2], 0, width, out=b[:, 0::2])
+    np.clip(b[:, 1::2], 0, height, out=b[:, 1::2])
+    return ImageDetections(b, labels.detach().cpu().numpy().astype(np.int64).reshape(-1),
+                           scores.detach().float().cpu().numpy().astype(np.float32).reshape(-1))
