@@ -140,6 +140,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", fsync: bool = True, *
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the permissions a plain open() would
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -152,6 +154,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", fsync: bool = True, *
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
