@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import logging
 import math
@@ -90,6 +91,11 @@ def int_range(lo: int, hi: int) -> Callable[[str], int]:
     return _number(int, lo, hi, False)
 
 
+def float_range(lo: float, hi: float, lo_open: bool = True) -> Callable[[str], float]:
+    """argparse type factory: a finite float in (lo, hi] (``lo_open=False``: [lo, hi])."""
+    return _number(float, lo, hi, lo_open)
+
+
 def add_log_level_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", "--log_level", default="info",
                         type=str.lower,
@@ -156,6 +162,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", fsync: bool = True, *
         raise
 
 
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temp files ``atomic_write(path)`` left when its process was killed mid-write.
+
+    A killed writer cannot clean up after itself, and each leftover is as big as the file
+    (a checkpoint, a COCO annotation file). Call it before writing ``path`` again, from the one
+    process that writes it (another process writing ``path`` at the same moment would lose its
+    temp file). Returns what was deleted.
+    """
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+            log.info("removed %s, left by an interrupted write", stale)
+    return removed
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -191,3 +215,5 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UserError(f"{what} is not readable (permission denied): {p}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{what} is not valid JSON: {p}: {e}") from None
+    except RecursionError:  # e.g. "[[[[..." 100,000 deep: Python's parser gives up
+        raise UserError(f"{what} is not valid JSON: {p}: nested too deeply") from None

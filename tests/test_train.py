@@ -1,0 +1,439 @@
+"""train_ssd.py end to end on tiny synthetic COCO data, plus its library pieces (vision/training).
+
+The runs share one setting: mb1-ssd-lite at 128 px, 16 training images, batch 2 (8 steps an
+epoch), --workers 0, a fixed seed. One uninterrupted 4-epoch run is the reference that the
+resumed runs (at an epoch boundary, and after a SIGINT inside an epoch) must reproduce.
+"""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = str(REPO / "train_ssd.py")
+NET = "mb1-ssd-lite"
+
+
+# ------------------------------------------------------------------------------------ helpers
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from vision.datasets.synthetic import generate_coco_dataset
+    root = tmp_path_factory.mktemp("train_data") / "syn"
+    generate_coco_dataset(root, 16, 6, seed=5)
+    return root
+
+
+def common(data, folder, epochs, *extra):
+    return ["--datasets", str(data), "--net", NET, "--resolution", "128", "--batch-size", "2",
+            "--workers", "0", "--seed", "3", "--lr", "0.003", "--warmup-epochs", "0.5", "--t-max", "4",
+            "--debug-steps", "1", "--epochs", str(epochs), "--checkpoint-folder", str(folder), *extra]
+
+
+# One compute thread per run: on a busy 2-core machine, OpenMP threads spin-waiting on each
+# other made a run 4x slower. Every run of a comparison uses the same setting.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def train(*args, check=True, timeout=300):
+    r = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                       timeout=timeout, env=ENV)
+    if check and r.returncode != 0:
+        raise AssertionError(f"train_ssd.py exited {r.returncode}:\n{r.stderr[-4000:]}")
+    return r
+
+
+def run_inprocess(argv, capsys):
+    """Error paths: call main() in this process (fast: nothing heavy starts before the check)."""
+    import train_ssd
+    from vision.utils.misc import run_main
+    rc = run_main(train_ssd.main, [str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def checkpoints(folder):
+    from vision.utils.checkpoint import list_checkpoints
+    return list_checkpoints(folder)
+
+
+def final_model(folder, epoch):
+    path = next(p for p in checkpoints(folder) if p.name.startswith(f"{NET}-Epoch-{epoch}-Loss-"))
+    return torch.load(path, weights_only=True)["model"]
+
+
+def max_abs_diff(a, b):
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() if a[k].numel() else 0.0 for k in a)
+
+
+def metrics(folder):
+    return [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """The uninterrupted 4-epoch run."""
+    folder = tmp_path_factory.mktemp("ref") / "run"
+    train(*common(data, folder, 4))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """main() run in this process reconfigures the root logger; put it back after each test."""
+    import logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_two_epoch_run_writes_a_complete_run_folder_and_resumes_exactly(data, reference, tmp_path):
+    from vision.ssd.registry import create_net
+    from vision.utils.labels import read_labels
+
+    folder = tmp_path / "run"
+    train(*common(data, folder, 2), "--keep-checkpoints", "1", "--tensorboard")
+    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    desc = json.loads((folder / "args.json").read_text())
+    assert desc["args"]["net"] == NET and desc["args"]["num_epochs"] == 2 and desc["args"]["seed"] == 3
+    assert desc["args"]["datasets"] == [str(data)] and desc["args"]["betas"] == [0.9, 0.999]
+    assert desc["class_names"][0] == "BACKGROUND" and len(desc["class_names"]) == 7
+    assert desc["created"] and desc["updated"] and "version" in desc
+    assert read_labels(folder / "labels.txt") == desc["class_names"]
+
+    files = checkpoints(folder)  # --keep-checkpoints 1: the newest, plus best.pth
+    assert [p.name.split("-Loss-")[0] for p in files] == [f"{NET}-Epoch-1"]
+    ckpt = torch.load(files[0], weights_only=True)
+    for key in ("epoch", "step_in_epoch", "model", "optimizer", "scheduler", "scaler", "rng", "best_metric",
+                "args", "class_names", "net", "resolution", "version"):
+        assert key in ckpt, key
+    assert ckpt["epoch"] == 1 and ckpt["step_in_epoch"] == 0 and ckpt["resolution"] == 128
+    assert set(ckpt["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert isinstance(ckpt["scheduler"], dict)
+    net = create_net(NET, 7, resolution=128)
+    assert list(ckpt["model"]) == list(net.state_dict())  # upstream keys, no "module." prefix
+    net.load_state_dict(ckpt["model"])
+    val_loss = float(files[0].name.split("-Loss-")[1][:-4])
+    assert math.isclose(val_loss, ckpt["val_loss"])
+    best = torch.load(folder / "best.pth", weights_only=True)
+    assert best["best_metric"]["name"] == "val_loss"
+    assert best["best_metric"]["value"] == min(r["val_loss"] for r in metrics(folder))
+    rows = metrics(folder)
+    assert [r["epoch"] for r in rows] == [0, 1]
+    for key in ("train_loss", "train_regression_loss", "train_classification_loss", "val_loss", "lr",
+                "images_per_s", "epoch_seconds"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+
+    # resume for 2 more epochs: the same weights and learning rates as 4 epochs straight
+    r = train("--resume", folder, "--epochs", 4)
+    assert "continuing at epoch 2" in r.stderr
+    assert max_abs_diff(final_model(reference, 3), final_model(folder, 3)) <= 1e-6
+    ref, got = metrics(reference), metrics(folder)
+    assert [m["lr"] for m in got] == [m["lr"] for m in ref]
+    assert len({m["lr"] for m in ref}) == 4  # the schedule moves, so the comparison means something
+    assert [m["train_loss"] for m in got] == [m["train_loss"] for m in ref]
+    assert json.loads((folder / "args.json").read_text())["created"] == desc["created"]
+
+
+@pytest.mark.slow
+def test_sigint_mid_epoch_saves_and_resume_continues_exactly(data, reference, tmp_path):
+    folder = tmp_path / "run"
+    cmd = [sys.executable, SCRIPT, *common(data, folder, 4)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV)
+    log = []
+    try:
+        for line in proc.stderr:
+            log.append(line)
+            if "Epoch: 1, Step: 2/8" in line:
+                proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, "".join(log[-30:])
+    finally:
+        proc.kill()
+    text = "".join(log)
+    assert "SIGINT received" in text
+    interrupted = [p for p in checkpoints(folder) if "interrupted" in p.name]
+    assert len(interrupted) == 1, text
+    ckpt = torch.load(interrupted[0], weights_only=True)
+    assert ckpt["epoch"] == 1 and 2 <= ckpt["step_in_epoch"] < 8
+
+    r = train("--resume", folder)
+    assert f"continuing at epoch 1, step {ckpt['step_in_epoch']}" in r.stderr
+    # the skipped batches are not trained again: the first step logged is the next one
+    assert f"Epoch: 1, Step: {ckpt['step_in_epoch'] + 1}/8" in r.stderr
+    assert "Epoch: 1, Step: 1/8" not in r.stderr
+    assert max_abs_diff(final_model(reference, 3), final_model(folder, 3)) <= 1e-6
+    assert [m["train_loss"] for m in metrics(folder)] == pytest.approx([m["train_loss"] for m in metrics(reference)],
+                                                                       rel=1e-9)
+    assert not [p for p in checkpoints(folder) if "interrupted" in p.name]  # superseded and removed
+
+
+@pytest.mark.slow
+def test_corrupted_newest_checkpoint_falls_back_to_previous(data, reference, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(reference, folder)
+    newest = checkpoints(folder)[-1]
+    assert "Epoch-3" in newest.name
+    newest.write_bytes(newest.read_bytes()[:1000])
+    r = train("--resume", folder)
+    assert "skipping checkpoint" in r.stderr and newest.name in r.stderr
+    assert "continuing at epoch 3" in r.stderr
+    assert max_abs_diff(final_model(reference, 3), final_model(folder, 3)) <= 1e-6
+
+
+@pytest.mark.slow
+def test_resume_override_rules(data, reference, tmp_path, capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(reference, folder)
+    # refused: one line naming the flag, exit 2
+    for flag, value in (("--lr", "0.1"), ("--net", "mb2-ssd-lite"), ("--resolution", "160"), ("--seed", "4")):
+        rc, err = run_inprocess(["--resume", folder, flag, value], capsys)
+        assert rc == 2, err
+        assert f"{flag} cannot change when resuming" in err and "--force-override" in err
+        assert len(err.strip().splitlines()) == 1
+    # the same value as saved is no change
+    rc, err = run_inprocess(["--resume", folder, "--lr", "0.003", "--net", NET], capsys)
+    assert rc == 0, err
+    # free: applied silently (nothing left to do at --epochs 4)
+    rc, err = run_inprocess(["--resume", folder, "--workers", "1", "--batch-size", "4", "--log-level", "info"],
+                            capsys)
+    assert rc == 0 and "nothing to do" in err, err
+    assert json.loads((folder / "args.json").read_text())["args"]["batch_size"] == 4
+    # forced
+    rc, err = run_inprocess(["--resume", folder, "--lr", "0.1", "--force-override"], capsys)
+    assert rc == 0 and "forced" in err, err
+    assert json.loads((folder / "args.json").read_text())["args"]["lr"] == 0.1
+
+    # warned: other data folders with the same classes
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    rc, err = run_inprocess(["--resume", folder, "--datasets", other], capsys)
+    assert rc == 0 and "must have the same classes" in err, err
+    # refused: other data folders with other classes
+    ann = other / "annotations" / "instances_train2017.json"
+    coco = json.loads(ann.read_text())
+    coco["categories"][0]["name"] = "purple blob"
+    ann.write_text(json.dumps(coco))
+    rc, err = run_inprocess(["--resume", folder, "--datasets", other], capsys)
+    assert rc == 2 and "differ from the resumed run" in err, err
+
+
+@pytest.mark.slow
+def test_amp_bf16_on_cpu_runs_and_learns(data, tmp_path):
+    folder = tmp_path / "run"
+    # also: prior matching per sample in a worker process (upstream's MatchPrior), gradient clipping
+    r = train(*common(data, folder, 4), "--amp", "--grad-clip", "10", "--matcher", "per-sample", "--workers", "1")
+    assert "AMP bfloat16" in r.stderr
+    losses = [m["train_loss"] for m in metrics(folder)]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.slow  # uses the reference run
+def test_pretrained_ssd_and_base_net_initialization(reference, tmp_path, capsys):
+    from vision.datasets.synthetic import generate_coco_dataset
+    from vision.ssd.registry import create_net
+    data = tmp_path / "tiny"
+    generate_coco_dataset(data, 4, 2, seed=1)  # one epoch is 2 steps: the loading is what is tested
+    same = reference / "best.pth"
+    rc, err = run_inprocess(common(data, tmp_path / "a", 1, "--pretrained-ssd", same, "--log-level", "info"),
+                            capsys)
+    assert rc == 0 and "heads included (7 classes)" in err, err
+    other = tmp_path / "three-classes.pth"
+    torch.save(create_net(NET, 3, resolution=128).state_dict(), other)  # an upstream-style plain state_dict
+    rc, err = run_inprocess(common(data, tmp_path / "b", 1, "--pretrained-ssd", other), capsys)
+    assert rc == 0 and "has 3 classes, the data 7: loaded all but the prediction heads" in err, err
+    backbone = tmp_path / "backbone.pth"
+    torch.save(create_net(NET, 3, resolution=128).base_net.state_dict(), backbone)
+    rc, err = run_inprocess(common(data, tmp_path / "d", 1, "--base-net", backbone, "--log-level", "info"), capsys)
+    assert rc == 0 and "backbone tensors from" in err, err
+    wrong = tmp_path / "mb2.pth"
+    torch.save(create_net("mb2-ssd-lite", 7).state_dict(), wrong)
+    rc, err = run_inprocess(common(data, tmp_path / "c", 1, "--pretrained-ssd", wrong), capsys)
+    last = err.strip().splitlines()[-1]
+    assert rc == 2 and "does not match" in last and "mb2-ssd-lite" in last and "Traceback" not in err, err
+
+
+def test_bad_input_is_one_line_and_exit_2(data, tmp_path, capsys):
+    cases = [
+        (["--datasets", tmp_path / "nope"], "dataset folder not found"),
+        (["--datasets", tmp_path], "annotation file not found"),
+        (["--resume", tmp_path], "no args.json"),
+        (["--resume", tmp_path / "missing"], "not found"),
+        (["--datasets", data, "--checkpoint-folder", data / "annotations" / "instances_train2017.json"],
+         "is a file"),
+        (["--datasets", data, "--pretrained-ssd", tmp_path / "missing.pth"], "file not found"),
+        (["--datasets", data, "--optimizer", "adam", "--nesterov"], "--nesterov needs"),
+        (["--datasets", data, "--device", "banana"], "expected cpu, cuda or cuda:N"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--datasets", data, "--device", "cuda"], "CUDA is not available"))
+    for argv, message in cases:
+        rc, err = run_inprocess(argv + ["--checkpoint-folder", tmp_path / "ck"]
+                                if "--checkpoint-folder" not in argv else argv, capsys)
+        assert rc == 2, (argv, err)
+        assert message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow  # uses the reference run
+def test_checkpoint_of_another_net_is_refused(data, reference, tmp_path, capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(reference, folder)
+    path = checkpoints(folder)[-1]
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["net"] = "mb2-ssd-lite"
+    torch.save(ckpt, path)
+    rc, err = run_inprocess(["--resume", path], capsys)
+    assert rc == 2 and "checkpoint is of net mb2-ssd-lite" in err, err
+
+
+@pytest.mark.slow  # uses the reference run
+def test_existing_run_folder_is_not_overwritten(data, reference, capsys):
+    rc, err = run_inprocess(common(data, reference, 4), capsys)
+    assert rc == 2 and "already holds a training run" in err and "--resume" in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--batch-size", "0"], ["--batch_size", "-3"], ["--epochs", "0"], ["--num_epochs", "x"], ["--lr", "0"],
+    ["--lr", "-1"], ["--lr", "1e9"], ["--lr", "nan"], ["--momentum", "1.5"], ["--betas", "1.0", "0.9"],
+    ["--betas", "0.9"], ["--workers", "-1"], ["--resolution", "8"], ["--weight-decay", "-0.1"],
+    ["--t-max", "0"], ["--milestones", "80,40"], ["--warmup-epochs", "-1"], ["--keep-checkpoints", "0"],
+    ["--grad-clip", "0"], ["--gamma", "2"], ["--mb2-width-mult", "0"], ["--optimizer", "rmsprop"],
+    ["--scheduler", "step"], ["--dataset-type", "yolo"], ["--validation-epochs", "0"],
+])
+def test_numeric_and_choice_flags_are_validated(argv):
+    import train_ssd
+    with pytest.raises(SystemExit) as e:
+        train_ssd.build_parser().parse_args(argv)
+    assert e.value.code == 2
+
+
+def test_upstream_spellings_and_aliases_parse():
+    import train_ssd
+    args, given, _, _ = train_ssd.parse_args([
+        "--dataset_type", "voc", "--data", "a", "b", "--batch_size", "8", "--num_epochs", "3", "--base_net", "x",
+        "--validation_dataset", "v", "--t_max", "50", "--num_workers", "1", "--model-dir", "m",
+        "--base_net_lr", "0.01", "--extra_layers_lr", "0.02", "--weight_decay", "5e-4", "--use_cuda", "false",
+        "--validation_epochs", "2", "--debug_steps", "5", "--optim-choose", "SGD", "--betas", "0.8", "0.99",
+        "--milestones", "10,20", "--pretrained_ssd", "p"])
+    assert (args.dataset_type, args.datasets, args.batch_size, args.num_epochs) == ("voc", ["a", "b"], 8, 3)
+    assert (args.base_net, args.validation_dataset, args.t_max, args.num_workers) == ("x", "v", 50.0, 1)
+    assert (args.checkpoint_folder, args.base_net_lr, args.extra_layers_lr) == ("m", 0.01, 0.02)
+    assert (args.weight_decay, args.use_cuda, args.validation_epochs, args.debug_steps) == (5e-4, False, 2, 5)
+    assert (args.optimizer, args.betas, args.milestones, args.pretrained_ssd) == ("sgd", [0.8, 0.99], [10, 20], "p")
+    assert "lr" not in given and given["batch_size"] == 8  # only what the command line says
+    defaults, _, _, _ = train_ssd.parse_args([])
+    assert (defaults.dataset_type, defaults.datasets, defaults.net) == ("coco", ["coco-data"], "mb2-ssd-lite")
+
+
+# ----------------------------------------------------------------------------- library pieces
+def test_lr_schedule_is_a_pure_function_of_position():
+    from vision.training.schedule import StepLRSchedule, lr_factor
+    assert lr_factor(0, "cosine", t_max=10) == 1.0
+    assert lr_factor(5, "cosine", t_max=10) == pytest.approx(0.5)
+    assert lr_factor(10, "cosine", t_max=10) == pytest.approx(0.0)
+    assert [lr_factor(e, "multi-step", milestones=[2, 4], gamma=0.1) for e in (0, 1.9, 2, 3.5, 4)] == \
+        pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    assert lr_factor(3.7, "none") == 1.0
+    # warm-up: linear from the factor to 1 over 0.5 epochs, then the schedule alone
+    assert lr_factor(0, "none", warmup_epochs=0.5, warmup_factor=0.01) == pytest.approx(0.01)
+    assert lr_factor(0.25, "none", warmup_epochs=0.5, warmup_factor=0.01) == pytest.approx(0.505)
+    assert lr_factor(0.5, "none", warmup_epochs=0.5, warmup_factor=0.01) == 1.0
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": 0.1},
+                           {"params": [torch.zeros(1, requires_grad=True)], "lr": 1.0}], lr=1.0)
+    sched = StepLRSchedule(opt, "cosine", t_max=4)
+    sched.set_position(2, 0, 10)
+    assert sched.get_last_lr() == pytest.approx([0.05, 0.5])
+    fresh = StepLRSchedule(opt, "cosine", t_max=4)  # a resumed run: same position, same rates
+    fresh.load_state_dict(sched.state_dict())
+    fresh.set_position(2, 0, 10)
+    assert fresh.get_last_lr() == pytest.approx([0.05, 0.5])
+
+
+def test_param_groups_follow_upstream_and_freezing():
+    from vision.ssd.registry import create_net
+    from vision.training.optim import build_optimizer, param_groups
+    net = create_net(NET, 3, resolution=128)
+    groups = param_groups(net, 0.01, base_net_lr=0.001, extra_layers_lr=0.005)
+    assert [g["name"] for g in groups] == ["base_net", "extra_layers", "heads"]
+    assert [g["lr"] for g in groups] == [0.001, 0.005, 0.01]
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    opt = build_optimizer("sgd", groups, lr=0.01, momentum=0.9, nesterov=True)
+    assert opt.param_groups[0]["nesterov"]
+    net = create_net(NET, 3, resolution=128)
+    assert [g["name"] for g in param_groups(net, 0.01, freeze_base_net=True)] == ["extra_layers", "heads"]
+    assert not any(p.requires_grad for p in net.base_net.parameters())
+    net = create_net(NET, 3, resolution=128)
+    assert [g["name"] for g in param_groups(net, 0.01, freeze_net=True)] == ["heads"]
+    assert not any(p.requires_grad for p in net.extras.parameters())
+    opt = build_optimizer("adamw", param_groups(net, 0.01), lr=0.01, betas=[0.8, 0.9])
+    assert opt.param_groups[0]["betas"] == (0.8, 0.9)
+
+
+def test_sampler_order_depends_only_on_seed_and_epoch_and_skips():
+    from vision.training.data import ResumableSampler
+    data = list(range(10))
+
+    def order(epoch, skip=0, rank=0, replicas=1):
+        s = ResumableSampler(data, num_replicas=replicas, rank=rank, seed=7)
+        s.set_position(epoch, skip)
+        return list(s)
+
+    assert order(1) == order(1) and order(1) != order(2)
+    assert order(1, skip=4) == order(1)[4:] and len(ResumableSampler(data, num_replicas=1, rank=0, seed=7)) == 10
+    assert sorted(i for i, _ in order(3)) == data
+    shards = order(3, rank=0, replicas=2) + order(3, rank=1, replicas=2)
+    assert sorted(i for i, _ in shards) == data
+    full, rest = dict(order(1)), dict(order(1, skip=4))
+    assert all(full[i] == seed for i, seed in rest.items())  # a sample's seed does not depend on skipping
+    assert len(set(full.values())) == 10
+
+
+def test_resume_merge_rules():
+    from vision.training.resume import merge_resume_args
+    from vision.utils.misc import UserError
+    saved = {"lr": 0.1, "num_epochs": 5, "datasets": ["/a"], "net": "mb1-ssd"}
+    defaults = {**saved, "new_flag": 1}
+    names = {"lr": "--lr", "num_epochs": "--epochs", "net": "--net"}
+    out = merge_resume_args(saved, {"num_epochs": 9, "lr": 0.1}, defaults, names)
+    assert out == {**saved, "num_epochs": 9, "new_flag": 1}
+    with pytest.raises(UserError, match="--net cannot change"):
+        merge_resume_args(saved, {"net": "vgg16-ssd"}, defaults, names)
+    assert merge_resume_args(saved, {"net": "vgg16-ssd"}, defaults, names, force=True)["net"] == "vgg16-ssd"
+    assert merge_resume_args(saved, {"datasets": ["/b"]}, defaults, names)["datasets"] == ["/b"]
+
+
+def test_stop_request_turns_sigterm_into_a_flag():
+    import os
+    from vision.training.loop import StopRequest
+    stop = StopRequest().install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop.signal_name == "SIGTERM"
+    finally:
+        stop.uninstall()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_nonfinite_guard_stops_after_several_in_a_row():
+    from vision.training.loop import NonFiniteGuard
+    from vision.utils.misc import Failure
+    guard = NonFiniteGuard(limit=3)
+    guard.bad(0, 1, 0.1)
+    guard.bad(0, 2, 0.1)
+    guard.ok()
+    guard.bad(0, 4, 0.1)
+    guard.bad(0, 5, 0.1)
+    with pytest.raises(Failure, match="NaN/inf for 3 steps in a row"):
+        guard.bad(0, 6, 0.1)
+    assert guard.total == 5

@@ -1,0 +1,54 @@
+"""train_ssd.py under torchrun: 2 CPU processes, gloo backend, DistributedDataParallel."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+NET = "mb1-ssd-lite"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_and_single_process_resume(tmp_path):
+    from vision.datasets.synthetic import generate_coco_dataset
+    from vision.ssd.registry import create_net
+    from vision.utils.checkpoint import list_checkpoints
+
+    data = tmp_path / "syn"
+    generate_coco_dataset(data, 12, 4, seed=2)
+    folder = tmp_path / "run"
+    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
+            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--checkpoint-folder", folder]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "train_ssd.py", *map(str, args), "--epochs", "2"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    log = r.stdout + r.stderr
+    # 12 images over 2 processes of batch 2: 3 steps an epoch, each of 4 images
+    assert "3 steps of 4 images per epoch on 2 processes" in log
+    assert log.count("training done") == 1  # only rank 0 logs at info level
+    assert log.count("Epoch: 1, Step: 3/3") == 1
+
+    files = list_checkpoints(folder)
+    assert [p.name.split("-Loss-")[0] for p in files] == [f"{NET}-Epoch-0", f"{NET}-Epoch-1"]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    ckpt = torch.load(files[-1], weights_only=True)
+    assert ckpt["world_size"] == 2
+    net = create_net(NET, 7, resolution=128)
+    assert list(ckpt["model"]) == list(net.state_dict())  # unwrapped: no "module." prefix
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in rows] == [0, 1]
+    assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["val_loss"]) for m in rows)
+
+    # the DDP run's checkpoint continues in a single process
+    r = subprocess.run([sys.executable, "train_ssd.py", "--resume", str(folder), "--epochs", "3"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "continuing at epoch 2" in r.stderr
+    assert torch.load(list_checkpoints(folder)[-1], weights_only=True)["epoch"] == 2

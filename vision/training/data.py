@@ -1,0 +1,111 @@
+"""Deterministic, resumable data order for training.
+
+Two things make a resumed run see exactly the data an uninterrupted one would:
+
+- ``ResumableSampler`` (a ``DistributedSampler``, so it also splits the data between DDP
+  ranks) draws each epoch's order from ``(seed, epoch)`` alone, and can skip the batches
+  already done when training stopped inside an epoch;
+- ``SeededSamples`` reseeds the python / numpy / torch generators from ``(seed, epoch,
+  image index)`` before loading each sample, so random augmentation of an image does not
+  depend on which worker loads it, how many workers there are, or what ran before.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed that depends on nothing but ``(seed, epoch, index)``."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the python, numpy and torch (CPU) global generators."""
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.default_generator.manual_seed(seed)
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset: ``self[(index, seed)]`` seeds the generators, then returns ``dataset[index]``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key):
+        index, seed = key
+        seed_everything(seed)
+        return self.dataset[index]
+
+
+class ReseededTransform:
+    """Builds a fresh transform (``make()``) for every sample.
+
+    ``TrainAugmentation(seed=None)`` draws from a generator it seeds from ``torch.initial_seed()``
+    once per process; a fresh one per sample starts from the seed ``SeededSamples`` just set, so
+    an image's augmentation depends only on ``(seed, epoch, index)``. Building one costs ~40 us,
+    against ~10 ms for the augmentation itself.
+    """
+
+    def __init__(self, make: Callable[[], Callable]) -> None:
+        self.make = make
+
+    def __call__(self, *sample):
+        return self.make()(*sample)
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` whose order is a function of ``(seed, epoch)``, yielding ``(index, seed)``.
+
+    ``skip`` drops the first samples of this rank's share (the batches done before a stop).
+    Without torch.distributed, pass ``num_replicas=1, rank=0``.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, shuffle: bool = True,
+                 drop_last: bool = False) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+        self.skip = 0
+
+    def set_position(self, epoch: int, skip: int = 0) -> None:
+        self.set_epoch(epoch)
+        self.skip = max(0, int(skip))
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for pos, index in enumerate(super().__iter__()):
+            if pos >= self.skip:
+                yield index, sample_seed(self.seed, self.epoch, index)
+
+
+def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, epoch: int,
+                 collate_fn: Callable | None, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+                 drop_last: bool = False, skip_batches: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A loader for one epoch (``skip_batches`` already-done batches left out).
+
+    Worker processes get their base seed from ``(seed, epoch)`` too, though ``SeededSamples``
+    makes the data independent of it.
+    """
+    sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed, shuffle=shuffle)
+    sampler.set_position(epoch, skip_batches * batch_size)
+    generator = torch.Generator()
+    generator.manual_seed(sample_seed(seed, epoch, 2**31 - 1))
+    return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate_fn, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
+                      persistent_workers=False)
+
+
+def batches_per_epoch(num_samples: int, batch_size: int, num_replicas: int = 1, drop_last: bool = False) -> int:
+    """Batches each rank runs in one full epoch (``DistributedSampler`` pads to equal shares)."""
+    per_rank = -(-num_samples // num_replicas)
+    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)

@@ -1,0 +1,64 @@
+"""Opening the training and validation datasets named on the command line, with clear errors.
+
+A missing folder or COCO annotation file, or a dataset with no images, is a one-line
+``UserError`` before any long work starts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from vision.utils.misc import UserError
+
+DATASET_TYPES = ("coco", "voc", "open_images")
+
+
+def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str) -> None:
+    """Fail fast, with a one-line ``UserError``, on a missing folder or COCO annotation file.
+
+    ``split`` is ``"train"`` or ``"val"``; for COCO it selects ``annotations/instances_{split}2017.json``
+    and the ``{split}2017`` image folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found: {root}")
+    if dataset_type == "coco":
+        ann = root / "annotations" / f"instances_{split}2017.json"
+        if not ann.is_file():
+            raise UserError(f"COCO annotation file not found: {ann}")
+        images = root / f"{split}2017"
+        if not images.is_dir():
+            raise UserError(f"COCO image folder not found: {images}")
+
+
+def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, transform=None,
+                 target_transform=None, balance_data: bool = False, keep_empty: bool = True) -> Dataset:
+    """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``).
+
+    Validation splits follow upstream: COCO ``val2017``, VOC's test list (``is_test``), Open
+    Images ``test``. An empty dataset is a ``UserError``.
+    """
+    from vision.datasets import COCODataset, OpenImagesDataset, VOCDataset
+
+    check_dataset_folder(dataset_type, root, split)
+    root = str(root)
+    train = split == "train"
+    try:
+        if dataset_type == "coco":
+            ds = COCODataset(root, transform=transform, target_transform=target_transform,
+                             dataset_type="train" if train else "val", keep_empty=keep_empty)
+        elif dataset_type == "voc":
+            ds = VOCDataset(root, transform=transform, target_transform=target_transform, is_test=not train)
+        elif dataset_type == "open_images":
+            ds = OpenImagesDataset(root, transform=transform, target_transform=target_transform,
+                                   dataset_type="train" if train else "test",
+                                   balance_data=balance_data and train)
+        else:
+            raise UserError(f"unknown dataset type {dataset_type!r}; expected one of {', '.join(DATASET_TYPES)}")
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
+    if len(ds) == 0:
+        raise UserError(f"no images found in {dataset_type} dataset {root} ({split} split)")
+    return ds

@@ -1,0 +1,244 @@
+"""The pieces of the epoch loop: one training step, one epoch, validation, and a clean stop.
+
+``Trainer`` holds what every step needs (model, matcher, loss, optimizer, schedule, AMP
+settings) so the training script reads as configuration + ``for epoch: train, validate, save``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+from vision.training import distributed
+from vision.training.schedule import StepLRSchedule
+from vision.utils.misc import Failure
+
+log = logging.getLogger(__name__)
+
+
+class StopRequest:
+    """SIGINT / SIGTERM set a flag; the loop finishes its step, saves and exits 0.
+
+    A second SIGINT while stopping raises ``KeyboardInterrupt`` (for an impatient Ctrl-C).
+    DataLoader workers forked after ``install`` inherit the handler, so a terminal's Ctrl-C
+    (sent to the whole process group) does not kill them under the running step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        log.warning("%s received: finishing the current step, then saving a checkpoint and exiting "
+                    "(Ctrl-C again to abort without saving)", self.signal_name)
+
+
+@dataclass
+class EpochStats:
+    """Running sums over the batches of one epoch (kept in a mid-epoch checkpoint)."""
+    steps: int = 0
+    images: int = 0
+    loss: float = 0.0
+    regression_loss: float = 0.0
+    classification_loss: float = 0.0
+    skipped_steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, n_images: int, loss: float, reg: float, cls: float) -> None:
+        self.steps += 1
+        self.images += n_images
+        self.loss += loss
+        self.regression_loss += reg
+        self.classification_loss += cls
+
+    def means(self, device: torch.device | None = None) -> dict[str, float]:
+        """Mean losses per step; with ``device`` under DDP, the mean of every rank's means."""
+        n = max(1, self.steps)
+        values = [self.loss / n, self.regression_loss / n, self.classification_loss / n]
+        if device is not None:
+            world = distributed.all_reduce_sum([1.0], device)[0]
+            values = [v / world for v in distributed.all_reduce_sum(values, device)]
+        return dict(zip(("loss", "regression_loss", "classification_loss"), values))
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> "EpochStats":
+        return cls(**state) if state else cls()
+
+
+@dataclass
+class NonFiniteGuard:
+    """Counts skipped steps with a NaN/inf loss; too many in a row stops training (exit 1)."""
+    limit: int = 5
+    in_a_row: int = 0
+    total: int = 0
+
+    def ok(self) -> None:
+        self.in_a_row = 0
+
+    def bad(self, epoch: int, step: int, lr: float) -> None:
+        self.in_a_row += 1
+        self.total += 1
+        log.warning("epoch %d step %d: loss is NaN/inf, step skipped (%d in a row, %d in all)",
+                    epoch, step, self.in_a_row, self.total)
+        if self.in_a_row >= self.limit:
+            raise Failure(f"training stopped: the loss was NaN/inf for {self.in_a_row} steps in a row "
+                          f"(epoch {epoch}, step {step}, lr {lr:.3g}); lower --lr, add --warmup-epochs or "
+                          f"--grad-clip, or check the data")
+
+
+@dataclass
+class Trainer:
+    """Everything a training or validation step needs.
+
+    ``model`` is what the forward pass runs (maybe DDP- or compile-wrapped), ``net`` the bare
+    SSD (validation, saving). ``matcher`` turns a padded batch ``(images, boxes [B,K,4] corner
+    normalized, labels [B,K] 0-padded)`` into targets ``(locations [B,N,4], labels [B,N])``;
+    ``None`` means the batch already holds matched targets ``(images, locations, labels)``.
+    """
+    model: nn.Module
+    net: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: StepLRSchedule
+    device: torch.device
+    matcher: Callable | None = None
+    scaler: torch.amp.GradScaler | None = None
+    amp_dtype: torch.dtype | None = None
+    grad_clip: float | None = None
+    guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def losses(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(regression_loss, classification_loss, batch size)`` of one batch (losses in fp32)."""
+        images, a, b = batch
+        images = images.to(self.device, non_blocking=True)
+        if self.matcher is not None:
+            locations, labels = self.matcher(a.to(self.device), b.to(self.device))
+        else:
+            locations, labels = a.to(self.device), b.to(self.device)
+        with self.autocast():
+            confidence, predicted = model(images)
+        reg, cls = self.criterion(confidence.float(), predicted.float(), labels, locations)
+        return reg, cls, int(images.size(0))
+
+    def train_step(self, batch, epoch: int, step: int, steps_per_epoch: int) -> tuple[float, float, int] | None:
+        """One optimizer step; ``None`` when it was skipped for a non-finite loss (same on every rank)."""
+        self.schedule.set_position(epoch, step, steps_per_epoch)
+        reg, cls, n = self.losses(self.model, batch)
+        loss = reg + cls
+        finite = bool(torch.isfinite(loss).item())
+        if distributed.any_rank(not finite, self.device):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.guard.bad(epoch, step, self.optimizer.param_groups[-1]["lr"])
+            return None
+        self.guard.ok()
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.scaler
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            if self.grad_clip:
+                scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if self.grad_clip:
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+            self.optimizer.step()
+        return float(reg.item()), float(cls.item()), n
+
+    def train_epoch(self, batches: Iterable, *, epoch: int, start_step: int, steps_per_epoch: int,
+                    stats: EpochStats, stop: StopRequest | None = None, debug_steps: int = 10,
+                    progress=None, world_size: int = 1) -> int:
+        """Run the epoch's batches from ``start_step``; returns the step reached.
+
+        Returns early (step < steps_per_epoch) only when a stop was requested; the caller saves a
+        mid-epoch checkpoint then. ``progress`` is an optional tqdm bar to update.
+        """
+        self.model.train()
+        step = start_step
+        window = EpochStats()
+        t_start = time.perf_counter()
+        iterator = iter(batches)
+        while step < steps_per_epoch:
+            if distributed.any_rank(stop is not None and stop.requested, self.device):
+                break
+            t0 = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except RuntimeError:
+                if stop is not None and stop.requested:  # a worker killed by the same signal
+                    break
+                raise
+            out = self.train_step(batch, epoch, step, steps_per_epoch)
+            step += 1
+            dt = time.perf_counter() - t0
+            if out is None:
+                stats.skipped_steps += 1
+                continue
+            reg, cls, n = out
+            stats.add(n * world_size, reg + cls, reg, cls)
+            window.add(n * world_size, reg + cls, reg, cls)
+            window.seconds += dt
+            lr = self.optimizer.param_groups[-1]["lr"]
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{reg + cls:.3f}", reg=f"{reg:.3f}", cls=f"{cls:.3f}",
+                                     lr=f"{lr:.2e}", img_s=f"{window.images / max(window.seconds, 1e-9):.1f}")
+            if debug_steps and (step % debug_steps == 0 or step == steps_per_epoch):
+                m = window.means()
+                log.info("Epoch: %d, Step: %d/%d, Avg Loss: %.4f, Avg Regression Loss: %.4f, "
+                         "Avg Classification Loss: %.4f, lr: %.3g, %.1f images/s", epoch, step, steps_per_epoch,
+                         m["loss"], m["regression_loss"], m["classification_loss"], lr,
+                         window.images / max(window.seconds, 1e-9))
+                window = EpochStats()
+        stats.seconds += time.perf_counter() - t_start
+        return step
+
+    @torch.no_grad()
+    def validate(self, batches: Iterable) -> dict[str, float]:
+        """Mean loss over the validation batches (summed over every rank's share)."""
+        self.net.eval()
+        sums = [0.0, 0.0, 0.0]
+        for batch in batches:
+            reg, cls, _ = self.losses(self.net, batch)
+            sums[0] += float(reg)
+            sums[1] += float(cls)
+            sums[2] += 1
+        self.net.train()
+        reg, cls, n = distributed.all_reduce_sum(sums, self.device)
+        if n == 0:
+            return {"val_loss": math.nan, "val_regression_loss": math.nan, "val_classification_loss": math.nan}
+        return {"val_loss": (reg + cls) / n, "val_regression_loss": reg / n, "val_classification_loss": cls / n}

@@ -1,0 +1,211 @@
+"""Training checkpoints: one self-describing file per saved epoch, written atomically.
+
+A checkpoint is a plain dict (loadable with ``torch.load(..., weights_only=True)``)::
+
+    epoch          int   the epoch this checkpoint belongs to (0-based)
+    step_in_epoch  int   0 when the epoch is complete; k > 0 when training stopped after k
+                         batches of ``epoch`` (SIGINT/SIGTERM) and resuming continues there
+    model          state_dict of the bare net (never DDP/compile-wrapped: upstream's keys)
+    optimizer, scheduler, scaler   their ``state_dict()``s (never the objects)
+    rng            python / numpy / torch / cuda generator states (see ``capture_rng_state``)
+    best_metric    {"name": "mAP"|"val_loss", "value": float, "epoch": int} or None
+    args           every resolved training argument (a dict)
+    class_names, net, resolution, version
+
+Files are named ``{net}-Epoch-{epoch}-Loss-{val_loss}.pth`` (the pattern upstream's
+``onnx_export.py --model-dir`` uses to pick the lowest loss); a stop inside an epoch writes
+``{net}-Epoch-{epoch}-Step-{step}-interrupted.pth``, which carries no ``Loss-`` so no
+export picks it. ``best.pth`` is a hard link to (or copy of) the best epoch's file.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vision.utils.misc import UserError, atomic_write, remove_stale_temp_files
+
+log = logging.getLogger(__name__)
+
+BEST_NAME = "best.pth"
+_NAME_RE = re.compile(
+    r"^(?P<net>.+)-Epoch-(?P<epoch>\d+)-(?:Loss-(?P<loss>[^/]+)|Step-(?P<step>\d+)-interrupted)\.pth$")
+
+
+def checkpoint_name(net: str, epoch: int, val_loss: float | None = None, step_in_epoch: int = 0) -> str:
+    """File name of a checkpoint (see the module docstring for the two forms)."""
+    if step_in_epoch:
+        return f"{net}-Epoch-{epoch}-Step-{step_in_epoch}-interrupted.pth"
+    loss = "nan" if val_loss is None or not math.isfinite(val_loss) else f"{val_loss}"
+    return f"{net}-Epoch-{epoch}-Loss-{loss}.pth"
+
+
+def parse_checkpoint_name(name: str) -> tuple[int, int] | None:
+    """``(epoch, step_in_epoch)`` from a checkpoint file name, or None if it is not one of ours.
+
+    Sorting by ``(epoch, step if interrupted else +inf)`` orders checkpoints in training time.
+    """
+    m = _NAME_RE.match(name)
+    if not m:
+        return None
+    return int(m.group("epoch")), int(m.group("step") or 0)
+
+
+def _position(name: str) -> tuple[int, float] | None:
+    parsed = parse_checkpoint_name(name)
+    if parsed is None:
+        return None
+    epoch, step = parsed
+    return epoch, (step if step else math.inf)
+
+
+def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """Checkpoint files in ``folder``, oldest training position first (``best.pth`` excluded)."""
+    folder = Path(folder)
+    found = []
+    for p in folder.glob("*.pth"):
+        pos = _position(p.name)
+        if pos is not None and p.is_file():
+            found.append((pos, p.stat().st_mtime, p))
+    found.sort(key=lambda t: (t[0], t[1]))
+    return [p for _, _, p in found]
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` with ``torch.save`` through a temp file + fsync + rename (never half-written)."""
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load one of our checkpoints safely (``weights_only=True``); any damage is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, unsafe pickle: all mean "unusable file"
+        raise UserError(f"checkpoint is unreadable (truncated or not a checkpoint): {path}: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
+        raise UserError(f"{path} is a plain weights file, not a training checkpoint of this project "
+                        f"(use it with --pretrained-ssd to start a new run from it)")
+    return ckpt
+
+
+def find_latest_valid_checkpoint(folder: str | os.PathLike,
+                                 map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``folder`` that loads, with its contents; None if there is none.
+
+    A newest file that is truncated or unreadable (a crash during a copy, a full disk) is
+    reported with a warning and the previous one is used.
+    """
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load_checkpoint(path, map_location)
+        except UserError as e:
+            log.warning("skipping checkpoint: %s", e)
+    return None
+
+
+def link_best(folder: str | os.PathLike, source: str | os.PathLike) -> Path:
+    """Make ``folder/best.pth`` the same file as ``source`` (hard link, copy where links fail), atomically."""
+    folder = Path(folder)
+    dest = folder / BEST_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{BEST_NAME}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return dest
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep: int | None, protect: list[Path] | tuple = ()) -> list[Path]:
+    """Delete old checkpoints: keep the newest ``keep`` epoch checkpoints and everything in ``protect``
+    (the best one, the one just written). Interrupted (mid-epoch) files older than the newest
+    checkpoint are always deleted: the newer file supersedes them. Returns the deleted paths.
+    """
+    files = list_checkpoints(folder)
+    if not files:
+        return []
+    protected = {Path(p).resolve() for p in protect}
+    newest = files[-1]
+    complete = [p for p in files if parse_checkpoint_name(p.name)[1] == 0]
+    keep_set = set(complete[-keep:]) if keep else set(complete)
+    deleted = []
+    for p in files:
+        if p == newest or p in keep_set or p.resolve() in protected:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            deleted.append(p)
+    return deleted
+
+
+def remove_stale_temp_files_in(folder: str | os.PathLike) -> list[Path]:
+    """Delete what writes killed midway left in ``folder`` (``atomic_write``'s temp files; a
+    checkpoint's is as big as the checkpoint). Only the run's one writer may call it, at start-up."""
+    folder = Path(folder)
+    targets = {folder / p.name[1:].rsplit(".", 2)[0] for p in folder.glob(".*.tmp")}
+    return [removed for target in sorted(targets) for removed in remove_stale_temp_files(target)]
+
+
+# ---- random generator states ---------------------------------------------------------------
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every global generator's state in a ``weights_only``-loadable form (no numpy arrays)."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any] | None) -> None:
+    """Inverse of ``capture_rng_state``; CUDA states are restored only when the device count matches."""
+    if not state:
+        return
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        s = state["numpy"]
+        np.random.set_state({
+            "bit_generator": s["bit_generator"],
+            "state": {"key": s["key"].numpy().astype(np.uint32), "pos": s["pos"]},
+            "has_gauss": s["has_gauss"],
+            "gauss": s["gauss"],
+        })
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
