@@ -529,3 +529,14 @@ def test_collate_padded_with_dataloader(coco_dirs):
         assert images.shape[1:] == (3, 32, 32) and boxes.shape[:2] == labels.shape
         total += int((labels > 0).sum())
     assert total == ds.stats["boxes"]
+
+
+def test_open_images_labels_file_fixes_class_ids_across_splits(oi_root):
+    # the download had a third class that this split lacks: ids must follow labels.txt, not the split
+    (oi_root / "labels.txt").write_text("BACKGROUND\nApple\nBanana\nZebra\n")
+    ds = OpenImagesDataset(oi_root)
+    assert ds.class_names == ["BACKGROUND", "Apple", "Banana", "Zebra"]
+    assert ds[0][2].tolist() == [3, 1]
+    (oi_root / "labels.txt").write_text("BACKGROUND\nApple\n")
+    with pytest.raises(UserError, match="Zebra are not in"):
+        OpenImagesDataset(oi_root)

@@ -21,7 +21,7 @@ import numpy as np
 
 from vision.datasets.base import DetectionDataset, Transform, TargetTransform, format_ids, list_image_folder
 from vision.datasets.image_io import load_image_rgb
-from vision.utils.labels import BACKGROUND, normalize_class_names
+from vision.utils.labels import BACKGROUND, normalize_class_names, read_labels
 from vision.utils.misc import UserError
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,16 @@ class OpenImagesDataset(DetectionDataset):
         names = sorted({b[4] for boxes in per_image.values() for b in boxes})
         if not names:
             raise UserError(f"{src}: no usable boxes")
-        self.class_names = normalize_class_names([BACKGROUND] + names, source=str(src))
+        labels_file = Path(self.root) / "labels.txt"
+        if labels_file.is_file():
+            # the class list of the whole download (open_images_downloader.py writes it): a class
+            # missing from one split must not shift the label ids of the others
+            self.class_names = read_labels(labels_file)
+            unknown = sorted(set(names) - set(self.class_names))
+            if unknown:
+                raise UserError(f"{src}: class(es) {', '.join(unknown)} are not in {labels_file}")
+        else:
+            self.class_names = normalize_class_names([BACKGROUND] + names, source=str(src))
         self.class_dict = {n: i for i, n in enumerate(self.class_names)}
 
         listing = list_image_folder(self.image_dir)
