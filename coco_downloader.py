@@ -34,7 +34,7 @@ from typing import Sequence
 import requests
 
 from vision.utils import download as dl
-from vision.utils.misc import (Failure, add_log_level_arg, non_negative_float, non_negative_int, positive_float,
+from vision.utils.misc import (Failure, add_log_level_arg, float_range, non_negative_float, non_negative_int,
                                positive_int, run_main, setup_logging)
 
 log = logging.getLogger("coco_downloader")
@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retries per file after a network error or a 5xx answer (default: 8)")
     p.add_argument("--retry-backoff", type=non_negative_float, default=2.0,
                    help="seconds before the first retry, doubled each time up to 60 s (default: 2)")
-    p.add_argument("--timeout", type=positive_float, default=60.0,
-                   help="seconds without data before a connection counts as failed (default: 60)")
+    p.add_argument("--timeout", type=float_range(0, 86400), default=60.0,
+                   help="seconds without data before a connection counts as failed (default: 60; at most a day)")
     add_log_level_arg(p)
     return p
 
@@ -172,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for a in archives:
         if dl.is_extracted(root, a.zip_name):
             log.info("%s: already downloaded and extracted, skipping", a.zip_name)
+            if not args.keep_zips and (root / a.zip_name).is_file():  # a run killed before deleting it
+                (root / a.zip_name).unlink()
+                log.info("deleted %s, left by an interrupted run (use --keep-zips to keep it)", root / a.zip_name)
         else:
             pending.append(a)
     if not pending:

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, int_range, non_negative_int,
-                               positive_float, positive_int, run_main, setup_logging, str2bool, unit_float)
+from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, float_range, int_range,
+                               positive_int, run_main, setup_logging, str2bool, unit_float)
 
 log = logging.getLogger("eval_ssd")
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network name (e.g. mb1-ssd, mb2-ssd-lite, vgg16-ssd); default: what the checkpoint says")
     m.add_argument("--label_file", "--label-file", "--labels", dest="label_file", default=None,
                    help="labels file, one class a line, BACKGROUND first (default: the checkpoint's class names)")
-    m.add_argument("--mb2_width_mult", "--mb2-width-mult", dest="mb2_width_mult", type=positive_float,
+    m.add_argument("--mb2_width_mult", "--mb2-width-mult", dest="mb2_width_mult", type=float_range(0, 4),
                    default=None, help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
     m.add_argument("--resolution", type=int_range(64, 2048), default=None,
                    help="input size in pixels, square (default: the checkpoint's, else 300)")
@@ -74,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("runtime")
     r.add_argument("--use_cuda", "--use-cuda", dest="use_cuda", type=str2bool, default=True,
                    help="use the GPU when there is one (default true)")
-    r.add_argument("--batch-size", "--batch_size", "-b", dest="batch_size", type=positive_int, default=8,
+    r.add_argument("--batch-size", "--batch_size", "-b", dest="batch_size", type=int_range(1, 65536), default=8,
                    help="images per forward pass (default 8)")
-    r.add_argument("--workers", "--num-workers", "--num_workers", "-j", dest="workers", type=non_negative_int,
+    r.add_argument("--workers", "--num-workers", "--num_workers", "-j", dest="workers", type=int_range(0, 512),
                    default=2, help="image-loading worker processes; 0 loads in the main process (default 2)")
     add_log_level_arg(r)
     return p

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from vision.utils.misc import Failure, UserError, add_log_level_arg, atomic_write, read_json, run_main, setup_logging
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, read_json,
+                               remove_stale_temp_files, run_main, setup_logging)
 
 log = logging.getLogger("fix_coco_annotations")
 
@@ -213,7 +214,7 @@ def keep_backup(path: Path) -> Path:
     except FileExistsError:
         pass
     except OSError:  # no hard links here: copy through a temp file, then rename
-        fd, tmp = tempfile.mkstemp(prefix=f".{backup.name}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{backup.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
             shutil.copy2(path, tmp)
@@ -228,8 +229,12 @@ def keep_backup(path: Path) -> Path:
 def fix_file(path: Path, *, drop_empty: bool, drop_invalid: bool) -> tuple[str, list[tuple[int, str]]]:
     """Fix one annotation file. Returns (status, [(original id, name)]) where status is
     'fixed', 'already fixed' or 'invalid' (nothing written)."""
+    for p in (path, path.with_name(path.name + ".orig")):  # a killed earlier run's temp files
+        remove_stale_temp_files(p)
     coco = read_json(path, "COCO annotation file")
     check_structure(coco, path)
+    if not coco["images"]:
+        log.warning("%s: the file lists no images; the loaders will refuse it (is it the right file?)", path)
     fixed = is_fixed(coco)
     cat_key = "original_id" if fixed else "id"
     categories = sorted((c[cat_key], c["name"]) for c in coco["categories"])
@@ -261,9 +266,13 @@ def fix_file(path: Path, *, drop_empty: bool, drop_invalid: bool) -> tuple[str, 
     if not changes:
         log.info("%s: already fixed, nothing to do", path)
         return "already fixed", categories
-    keep_backup(path)
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(coco, f, separators=(",", ":"))
+    try:
+        keep_backup(path)
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            json.dump(coco, f, separators=(",", ":"))
+    except OSError as e:  # disk full, read-only folder: atomic_write left the file as it was
+        raise Failure(f"cannot write {path}: {e.strerror or e}; the file is unchanged, run again once "
+                      "that is fixed") from None
     for c in changes:
         log.info("%s: %s", path.name, c)
     log.info("%s: written", path)

@@ -24,8 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, int_range, positive_float,
-                               positive_int, run_main, setup_logging)
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, float_range, int_range,
+                               run_main, setup_logging)
 
 log = logging.getLogger("onnx_export")
 
@@ -57,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="square input size N (NxN); default: the checkpoint's, else 300. Priors are rebuilt for it")
     p.add_argument("--width", type=int_range(64, 2048), default=None, help="input width (must equal height)")
     p.add_argument("--height", type=int_range(64, 2048), default=None, help="input height (must equal width)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=1,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int_range(1, 256), default=1,
                    help="static batch size of the graph (default 1, what TensorRT/detectNet expects)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension dynamic (not for detectNet, which needs a static batch of 1)")
     p.add_argument("--opset", type=int_range(9, 21), default=11,
                    help="ONNX opset (default 11; TensorRT 8.x on JetPack accepts 11-13)")
-    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=positive_float, default=None,
+    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
                    help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image)")

@@ -48,8 +48,8 @@ from tqdm import tqdm
 from vision.utils import download as dl
 from vision.utils.labels import BACKGROUND, read_labels, write_labels
 from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, atomic_write_json,
-                               non_negative_float, non_negative_int, positive_float, positive_int, run_main,
-                               setup_logging)
+                               float_range, int_range, non_negative_float, non_negative_int, positive_int,
+                               run_main, setup_logging)
 
 log = logging.getLogger("open_images_downloader")
 
@@ -347,15 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "only the metadata)")
     p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), metavar="SPLIT",
                    help="which splits: train validation test (default: all three)")
-    p.add_argument("--num-workers", "--num_workers", "--workers", dest="num_workers", type=positive_int,
+    p.add_argument("--num-workers", "--num_workers", "--workers", dest="num_workers", type=int_range(1, 256),
                    default=10, help="parallel picture downloads (default: 10)")
     p.add_argument("--retry", type=non_negative_int, default=10,
                    help="retries per file after a network error or a 5xx answer (default: 10)")
     p.add_argument("--retry-backoff", type=non_negative_float, default=1.0,
                    help="seconds before the first retry, doubled each time up to 60 s (default: 1)")
-    p.add_argument("--timeout", type=positive_float, default=60.0,
-                   help="seconds without data before a connection counts as failed (default: 60)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the --max-images choice (default: 0)")
+    p.add_argument("--timeout", type=float_range(0, 86400), default=60.0,
+                   help="seconds without data before a connection counts as failed (default: 60; at most a day)")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0,
+                   help="random seed of the --max-images choice (default: 0)")
     p.add_argument("--base-url", type=_url_arg, default=DEFAULT_BASE_URL,
                    help=f"where the metadata CSVs are (default: {DEFAULT_BASE_URL}): BASE/{CLASS_FILE} and "
                         "BASE/{split}/{split}-annotations-bbox.csv")

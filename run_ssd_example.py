@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
-                               positive_float, positive_int, run_main, setup_logging, unit_float)
+from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, float_range,
+                               int_range, positive_int, run_main, setup_logging, unit_float)
 
 log = logging.getLogger("run_ssd_example")
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most this many detections per image (default 10)")
     p.add_argument("--resolution", type=int_range(64, 2048), default=None,
                    help="input size (default: the checkpoint's or the ONNX model's, else 300)")
-    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=positive_float, default=None,
+    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
                    help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
     p.add_argument("--nms-method", "--nms_method", dest="nms_method", choices=["hard", "soft"], default="hard",
                    help="non-maximum suppression (default hard)")

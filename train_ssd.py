@@ -43,14 +43,14 @@ from vision.training.dataset_folders import DATASET_TYPES, open_dataset
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
 from vision.training.resume import merge_resume_args
-from vision.training.run_folder import (append_metrics, ensure_writable_folder, project_version,
-                                        read_args_json, write_run_description)
+from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
+                                        project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.utils.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, prune_checkpoints,
                                      remove_stale_temp_files_in, restore_rng_state, save_checkpoint)
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_float,
-                               non_negative_int, positive_float, positive_int, run_main, setup_logging,
+                               positive_float, positive_int, run_main, setup_logging,
                                str2bool, unit_float)
 from vision.utils.model_io import infer_num_classes, load_net_weights, load_state_dict_file
 
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (overrides --use-cuda)")
     g.add_argument("--amp", action="store_true",
                    help="mixed precision: fp16 + gradient scaling on CUDA, bf16 on CPU")
-    g.add_argument("--seed", type=non_negative_int, default=None,
+    g.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
                    help="random seed (None: drawn once and saved in args.json, so --resume stays exact)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to FOLDER/tensorboard")
     add_log_level_arg(p)
@@ -416,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_args = vars(args)
     if info.is_main:
         write_run_description(folder, run_args, class_names)
+        if resume_ckpt is not None:  # a kill right after a save can leave best.pth / metrics.jsonl behind
+            finish_saved_epoch(folder, resume_ckpt)
     if start_epoch >= args.num_epochs:
         log.info("the run already has %d epochs (--epochs %d): nothing to do", start_epoch, args.num_epochs)
         distributed.shutdown()

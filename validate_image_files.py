@@ -34,7 +34,7 @@ from typing import Iterator, Sequence
 
 from tqdm import tqdm
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, positive_int, run_main,
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, int_range, run_main,
                                setup_logging)
 
 log = logging.getLogger("validate_image_files")
@@ -81,6 +81,8 @@ def check_image(path: str) -> tuple[str, str | None]:
     import numpy as np
     import skimage.io
 
+    from vision.datasets.image_io import ImageDecodeError, check_pixel_limit
+
     try:
         size = os.stat(path).st_size
         if size == 0:
@@ -89,6 +91,10 @@ def check_image(path: str) -> tuple[str, str | None]:
             data = f.read()
     except OSError as e:
         return path, f"unreadable: {_short(e)}"
+    try:  # a decompression bomb is refused from its header, before OpenCV allocates the picture
+        check_pixel_limit(data, path)
+    except ImageDecodeError as e:
+        return path, e.reason
     if data[:3] == b"\xff\xd8\xff":
         problem = jpeg_problem(data)
         if problem:
@@ -202,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "fail (zero-byte, truncated, not an image, unreadable). Exit 0 = all good, 1 = bad files "
                     "found, 2 = bad usage.")
     p.add_argument("--path", required=True, help="folder of images to check (subfolders included)")
-    p.add_argument("--workers", "--num-workers", type=positive_int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", "--num-workers", type=int_range(1, 256), default=min(os.cpu_count() or 1, 256),
                    help="processes decoding in parallel (default: number of CPU cores)")
     p.add_argument("--action", choices=["report", "quarantine", "delete"], default="quarantine",
                    help="what to do with bad files: report = only list them; quarantine (default) = move "

@@ -46,7 +46,7 @@ def test_load_refuses_plain_weights_and_garbage(tmp_path):
         load_checkpoint(plain)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="unreadable"):
+    with pytest.raises(UserError, match="not a readable"):
         load_checkpoint(junk)
     with pytest.raises(UserError, match="not found"):
         load_checkpoint(tmp_path / "missing.pth")

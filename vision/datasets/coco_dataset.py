@@ -51,7 +51,7 @@ def _check_categories(categories: Any, source: str, fixed: bool) -> list[dict]:
         if not isinstance(c, dict):
             raise UserError(f"{source}: categories[{k}] is not an object")
         cid = c.get("id")
-        if type(cid) is not int:
+        if not _is_int(cid):
             raise UserError(f"{source}: categories[{k}] has no integer 'id' (got {cid!r})")
         name = c.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -114,8 +114,16 @@ def _first_bad(items: list, ok) -> int:
     return -1
 
 
+_INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
 def _is_int(v: Any) -> bool:
-    return type(v) is int
+    """A JSON integer usable as an id: not a bool (JSON true is not 1) and fits in 64 bits."""
+    return type(v) is int and _INT64_MIN <= v <= _INT64_MAX
+
+
+def _int_problem(v: Any) -> str:
+    return "out-of-range (over 64 bits)" if type(v) is int else "non-integer"
 
 
 def _is_num(v: Any) -> bool:
@@ -168,6 +176,7 @@ class COCODataset(DetectionDataset):
         self.strict = strict
         self.stats: dict[str, int] = {}
         self._invalid_examples: list = []
+        self._degenerate_examples: list = []
         data = read_json(self.ann_file, "COCO annotation file")
         self._build(data)
 
@@ -214,7 +223,7 @@ class COCODataset(DetectionDataset):
             raise UserError(f"{src}: images[{k}] needs 'id' and 'file_name'") from None
         k = _first_bad(img_ids_list, _is_int)
         if k >= 0:
-            raise UserError(f"{src}: images[{k}] has a non-integer id {img_ids_list[k]!r}")
+            raise UserError(f"{src}: images[{k}] has a {_int_problem(img_ids_list[k])} id {img_ids_list[k]!r}")
         k = _first_bad(file_names, lambda s: isinstance(s, str) and s != "")
         if k >= 0:
             raise UserError(f"{src}: image id {img_ids_list[k]} has an invalid file_name {file_names[k]!r}")
@@ -240,14 +249,15 @@ class COCODataset(DetectionDataset):
             k = _first_bad(anns, lambda a: isinstance(a, dict) and all(x in a for x in
                                                                        ("image_id", "category_id", "bbox")))
             raise UserError(f"{src}: {_ann_desc(anns, k)} needs 'image_id', 'category_id' and 'bbox'") from None
-        a_img_arr = np.array(a_img) if n_ann else np.zeros(0, np.int64)
-        if a_img_arr.dtype.kind not in "iu" or a_img_arr.ndim != 1:
-            k = _first_bad(a_img, _is_int)
-            raise UserError(f"{src}: {_ann_desc(anns, k)} has a non-integer image_id {a_img[k]!r}")
-        a_cat_arr = np.array(a_cat) if n_ann else np.zeros(0, np.int64)
-        if a_cat_arr.dtype.kind not in "iu" or a_cat_arr.ndim != 1:
-            k = _first_bad(a_cat, _is_int)
-            raise UserError(f"{src}: {_ann_desc(anns, k)} has a non-integer category_id {a_cat[k]!r}")
+        # a type check per value: numpy would turn JSON true into 1 and 2**70 into an object array
+        k = _first_bad(a_img, _is_int)
+        if k >= 0:
+            raise UserError(f"{src}: {_ann_desc(anns, k)} has a {_int_problem(a_img[k])} image_id {a_img[k]!r}")
+        k = _first_bad(a_cat, _is_int)
+        if k >= 0:
+            raise UserError(f"{src}: {_ann_desc(anns, k)} has a {_int_problem(a_cat[k])} category_id {a_cat[k]!r}")
+        a_img_arr = np.array(a_img, dtype=np.int64).reshape(-1)
+        a_cat_arr = np.array(a_cat, dtype=np.int64).reshape(-1)
         img_idx, found = _lookup(img_sorted, img_order, a_img_arr.astype(np.int64))
         if not found.all():
             bad = np.flatnonzero(~found)
@@ -296,6 +306,7 @@ class COCODataset(DetectionDataset):
             degenerate = ~invalid & (((corners[:, 2] - corners[:, 0]) < MIN_BOX_SIZE)
                                      | ((corners[:, 3] - corners[:, 1]) < MIN_BOX_SIZE))
         keep_ann = ~invalid & ~degenerate
+        self._degenerate_examples = [anns[k].get("id") for k in np.flatnonzero(degenerate)[:5]]
 
         # images: present on disk, and (unless keep_empty) with at least one training box
         n_img = len(images)
@@ -359,7 +370,8 @@ class COCODataset(DetectionDataset):
             problems.append(f"{s['invalid_boxes']} invalid boxes dropped "
                             f"(non-finite or negative size, ids {format_ids(self._invalid_examples)})")
         if s["degenerate_boxes"]:
-            problems.append(f"{s['degenerate_boxes']} boxes under {MIN_BOX_SIZE:g} px after clipping dropped")
+            problems.append(f"{s['degenerate_boxes']} boxes under {MIN_BOX_SIZE:g} px after clipping dropped "
+                            f"(ids {format_ids(self._degenerate_examples)})")
         empty = f"{s['images_without_boxes']} without boxes " + \
             ("kept as background" if self.keep_empty else "dropped")
         msg = (f"COCO {src}: {s['images']} of {s['images_in_file']} images ({empty}), {s['boxes']} boxes, "

@@ -23,7 +23,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from vision.utils.misc import UserError
 
-__all__ = ["ImageDecodeError", "load_image_rgb", "decode_image_bytes", "DEFAULT_MAX_PIXELS"]
+__all__ = ["ImageDecodeError", "load_image_rgb", "decode_image_bytes", "check_pixel_limit", "DEFAULT_MAX_PIXELS"]
 
 # Same order of magnitude as Pillow's own error threshold (2 * 89.5 M pixels).
 DEFAULT_MAX_PIXELS = 178_000_000
@@ -151,6 +151,35 @@ def load_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
     except OSError as e:
         raise ImageDecodeError(path, f"read error: {e.strerror or e}") from None
     return decode_image_bytes(data, path, max_pixels=max_pixels)
+
+
+def check_pixel_limit(data: bytes, path: str | os.PathLike = "<bytes>",
+                      max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Raise ``ImageDecodeError`` when the header of the encoded image ``data`` claims an empty
+    size or more than ``max_pixels`` pixels; nothing is decoded.
+
+    Why: other decoders (OpenCV, scikit-image in validate_image_files.py) would allocate the
+    whole picture first -- a 24 KB PNG can claim 196 M pixels (588 MB as RGB). Unknown formats
+    and unreadable headers pass: the decoder that follows reports them.
+    """
+    size = None
+    if data[:2] == _JPEG_SOI:
+        header = _jpeg_header(data)
+        size = header[:2] if header is not None else None
+    elif data[:8] == _PNG_MAGIC and len(data) >= 24:
+        size = struct.unpack_from(">II", data, 16)
+    if size is None and data:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as probe:
+                    size = probe.size
+        except Image.DecompressionBombError as e:
+            raise ImageDecodeError(path, f"possible decompression bomb: {e}") from None
+        except Exception:  # noqa: BLE001 - not an image Pillow knows: the real decoder will say so
+            return
+    if size is not None:
+        _check_pixels(path, int(size[0]), int(size[1]), max_pixels)
 
 
 def decode_image_bytes(data: bytes, path: str | os.PathLike = "<bytes>",

@@ -111,7 +111,7 @@ class VOCDataset(DetectionDataset):
         self.image_ids: list[str] = []
         self._files: list[str] = []
         self._annotations: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        counts = {"no_xml": 0, "no_objects": 0, "no_image": 0, "bad_boxes": 0}
+        counts = {"no_xml": 0, "no_objects": 0, "only_bad_boxes": 0, "no_image": 0, "bad_boxes": 0}
         examples: dict[str, list[str]] = {k: [] for k in counts}
         unknown: dict[str, int] = {}
         for image_id in ids:
@@ -126,6 +126,9 @@ class VOCDataset(DetectionDataset):
                     examples["bad_boxes"].append(image_id)
                 if n_objects == 0:
                     reason = "no_objects"
+                elif n_bad and len(boxes) == 0:
+                    # its objects are there but unusable: training it as pure background would be wrong
+                    reason = "only_bad_boxes"
                 elif image_id not in by_stem:
                     reason = "no_image"
             if reason:
@@ -139,6 +142,7 @@ class VOCDataset(DetectionDataset):
                       "unknown_class_boxes": sum(unknown.values())}
         parts = []
         texts = {"no_xml": "without an XML file", "no_objects": "without objects",
+                 "only_bad_boxes": "whose every box is invalid",
                  "no_image": f"without a picture in {image_dir}"}
         for key, text in texts.items():
             if counts[key]:

@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vision.utils.misc import UserError, atomic_write, remove_stale_temp_files
+from vision.utils.model_io import safe_torch_load
+
+from vision.utils.misc import Failure, UserError, atomic_write, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +84,29 @@ def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` through a temp file + fsync + rename (never half-written)."""
+    """Write ``state`` with ``torch.save`` through a temp file + fsync + rename (never half-written).
+
+    A write that fails (disk full, folder no longer writable) raises ``Failure`` naming the file
+    and the reason; its temp file is gone and the checkpoints saved before are untouched.
+    """
     path = Path(path)
-    with atomic_write(path, "wb") as f:
-        torch.save(state, f)
+    try:
+        with atomic_write(path, "wb") as f:
+            torch.save(state, f)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        raise _write_failure(path, e) from None
     return path
+
+
+def _write_failure(path: Path, e: BaseException) -> BaseException:
+    """A one-line ``Failure`` for a failed checkpoint write (``e`` itself when no OSError caused it)."""
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return e
+    return Failure(f"cannot save checkpoint {path}: {cause.strerror or cause}; the checkpoints saved before are "
+                   f"intact: free space or fix the folder, then continue with --resume {path.parent}")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -94,11 +114,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, garbage bytes, unsafe pickle: all mean "unusable file"
-        raise UserError(f"checkpoint is unreadable (truncated or not a checkpoint): {path}: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    ckpt = safe_torch_load(path, map_location, what="checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
         raise UserError(f"{path} is a plain weights file, not a training checkpoint of this project "
                         f"(use it with --pretrained-ssd to start a new run from it)")
@@ -124,7 +140,10 @@ def link_best(folder: str | os.PathLike, source: str | os.PathLike) -> Path:
     """Make ``folder/best.pth`` the same file as ``source`` (hard link, copy where links fail), atomically."""
     folder = Path(folder)
     dest = folder / BEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{BEST_NAME}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{BEST_NAME}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise _write_failure(dest, e) from None
     os.close(fd)
     os.unlink(tmp)
     try:
@@ -133,6 +152,8 @@ def link_best(folder: str | os.PathLike, source: str | os.PathLike) -> Path:
         except OSError:
             shutil.copyfile(source, tmp)
         os.replace(tmp, dest)
+    except OSError as e:
+        raise _write_failure(dest, e) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -32,7 +32,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from vision.utils.misc import Failure, UserError, atomic_write_json
+from vision.utils.misc import Failure, UserError, atomic_write_json, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class RetryPolicy:
     timeout: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * (2 ** max(0, attempt - 1)))
+        return min(self.max_backoff, self.backoff * 2.0 ** min(max(0, attempt - 1), 64))  # no float overflow
 
 
 class _Transient(Exception):
@@ -411,6 +411,7 @@ def extract_zip(zip_path: str | os.PathLike, target_dir: str | os.PathLike, *,
     target = Path(target_dir)
     target.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp(target, zip_path.name)
+    remove_stale_temp_files(extraction_marker(target, zip_path.name))
     try:
         zf = zipfile.ZipFile(zip_path)
     except FileNotFoundError:
@@ -443,10 +444,21 @@ def extract_zip(zip_path: str | os.PathLike, target_dir: str | os.PathLike, *,
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
             raise ArchiveError(f"{zip_path} is corrupt (member {current!r}: {e}); "
                                "delete it and download it again") from None
+        except OSError as e:  # disk full, folder not writable: the archive itself is fine
+            raise _extract_failure(zip_path, target, e) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    atomic_write_json(extraction_marker(target, zip_path.name),
-                      {"archive": zip_path.name, "members": len(members),
-                       "bytes": sum(m.file_size for m in members), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    try:
+        atomic_write_json(extraction_marker(target, zip_path.name),
+                          {"archive": zip_path.name, "members": len(members),
+                           "bytes": sum(m.file_size for m in members), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    except OSError as e:
+        raise _extract_failure(zip_path, target, e) from None
     return len(members)
+
+
+def _extract_failure(zip_path: Path, target: Path, e: OSError) -> Failure:
+    where = f" ({e.filename})" if e.filename else ""
+    return Failure(f"cannot extract {zip_path} into {target}: {e.strerror or e}{where}; it is not marked "
+                   "extracted and the zip is kept: fix that and run again")
 

@@ -52,7 +52,18 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         raise UserError(f"labels file is a folder: {p}") from None
     except UnicodeDecodeError:
         raise UserError(f"labels file is not UTF-8 text: {p}") from None
-    return normalize_class_names(text.splitlines(), source=str(p))
+    names = [n.strip() for n in text.splitlines()]
+    names = [n for n in names if n]
+    # "background" / "__background__" (other tools' spelling) is the BACKGROUND class, not one more
+    # object class that would shift every label by one and mis-size the heads
+    for i, n in enumerate(names):
+        if n != BACKGROUND and n.strip("_").lower() == "background":
+            if i != 0:
+                raise UserError(f"{p}: {n!r} at entry {i + 1} looks like the background class, which must "
+                                f"be the first line ({BACKGROUND})")
+            log.warning("%s: reading %r as %s", p, n, BACKGROUND)
+            names[0] = BACKGROUND
+    return normalize_class_names(names, source=str(p))
 
 
 def write_labels(path: str | os.PathLike, class_names: Sequence[str]) -> None:

@@ -54,6 +54,36 @@ def _is_tensor_dict(obj: Any) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str = "model file"):
+    """``torch.load(weights_only=True)`` with every way a file can be bad turned into one UserError line.
+
+    A pickle that needs arbitrary Python objects (and so could run code) is refused by name.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} not found: {p}")
+    if p.is_dir():
+        raise UserError(f"expected a .pth file, got a folder: {p}")
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before failing
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise UserError(f"refusing to load {p}: it holds pickled Python objects ({found.group(1)}), "
+                            f"not just tensors, and loading it could run code; re-save it as a state_dict "
+                            f"where it was made") from None
+        raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
+    except PermissionError:
+        raise UserError(f"{what} is not readable (permission denied): {p}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
+            IndexError, TypeError) as e:
+        log.debug("torch.load(%s) failed: %s: %s", p, type(e).__name__, e)
+        raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
+    return obj
+
+
 def load_state_dict_file(path: str | os.PathLike) -> tuple["OrderedDict[str, torch.Tensor]", dict | None]:
     """Read a weights file -> ``(state_dict, checkpoint dict or None)`` on the CPU.
 
@@ -63,27 +93,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple["OrderedDict[str, tor
     contents that are not weights.
     """
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"model file not found: {p}")
-    if p.is_dir():
-        raise UserError(f"expected a .pth file, got a folder: {p}")
-    try:
-        with warnings.catch_warnings():  # torch warns about odd pickle protocols before failing
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            raise UserError(f"refusing to load {p}: it holds pickled Python objects ({found.group(1)}), "
-                            f"not just tensors, and loading it could run code; re-save it as a state_dict "
-                            f"where it was made") from None
-        raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
-    except PermissionError:
-        raise UserError(f"model file is not readable (permission denied): {p}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
-            IndexError, TypeError) as e:
-        log.debug("torch.load(%s) failed: %s: %s", p, type(e).__name__, e)
-        raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
+    obj = safe_torch_load(p)
     checkpoint: dict | None = None
     if _is_tensor_dict(obj):
         state_dict = obj

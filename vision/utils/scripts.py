@@ -25,6 +25,9 @@ from vision.utils.misc import UserError, read_json
 log = logging.getLogger(__name__)
 
 BEST_NAME = "best.pth"
+# What a model file may say about itself (the scripts' --resolution / --mb2-width-mult bounds)
+MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
+MAX_WIDTH_MULT = 4.0
 ARGS_NAMES = ("args.json", "training_args.json")
 _LOSS_RE = re.compile(r"^(?P<net>.+)-Epoch-(?P<epoch>\d+)-Loss-(?P<loss>.+)\.pth$")
 
@@ -119,12 +122,24 @@ def read_model_info(path: str | os.PathLike, net_name: str | None = None) -> Mod
                     return src[k]
         return None
 
-    info.net_name = first("net")
+    # The self-description is data from a file: check its types, so a damaged or hand-edited one is
+    # a one-line error naming the file, not a traceback or a net built from list("abc").
+    net = first("net")
+    if net is not None and (not isinstance(net, str) or not net.strip()):
+        raise UserError(f"{model_path}: its 'net' entry {net!r} is not a net name")
+    info.net_name = net
     res = first("resolution", "image_size")
-    info.resolution = int(res) if res is not None else None
+    if res is not None and (type(res) is not int or not MIN_RESOLUTION <= res <= MAX_RESOLUTION):
+        raise UserError(f"{model_path}: its saved resolution {res!r} is not an input size in pixels "
+                        f"({MIN_RESOLUTION}..{MAX_RESOLUTION})")
+    info.resolution = res
     wm = first("mb2_width_mult", "width_mult")
+    if wm is not None and (type(wm) not in (int, float) or not 0 < wm <= MAX_WIDTH_MULT):
+        raise UserError(f"{model_path}: its saved width multiplier {wm!r} is not a number in (0, {MAX_WIDTH_MULT}]")
     info.width_mult = float(wm) if wm is not None else None
     names = first("class_names")
+    if names is not None and (not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names)):
+        raise UserError(f"{model_path}: its 'class_names' entry is not a list of names (got {names!r:.80})")
     if names:
         info.class_names = normalize_class_names(list(names), source=f"class names in {model_path}")
         info.labels_source = str(model_path)
@@ -157,7 +172,10 @@ def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str |
     from vision.ssd.registry import NET_NAMES, canonical_name
 
     given = canonical_name(net_name) if net_name else None  # UserError listing the names if unknown
-    saved = canonical_name(info.net_name) if info.net_name else None
+    try:
+        saved = canonical_name(info.net_name) if info.net_name else None
+    except UserError as e:
+        raise UserError(f"{info.path} says it is a {info.net_name!r} model: {e}") from None
     if given and saved and given != saved:
         raise UserError(f"{info.path} holds a {saved} model, but --net is {net_name}")
     name = given or saved
@@ -175,6 +193,12 @@ def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str |
         if info.class_names and len(info.class_names) != len(class_names):
             raise UserError(f"{label_file} has {len(class_names)} classes (BACKGROUND included) but "
                             f"{info.path} was trained with {len(info.class_names)}")
+        from vision.utils.model_io import infer_num_classes
+
+        in_weights = infer_num_classes(info.state_dict)
+        if in_weights and in_weights != len(class_names):  # say which file is off, not just "does not match"
+            raise UserError(f"{label_file} has {len(class_names)} classes (BACKGROUND included) but the heads "
+                            f"in {info.path} have {in_weights}; use the labels file the model was trained with")
         if info.class_names and info.class_names != class_names:
             log.warning("class names in %s differ from those saved in %s; using the labels file",
                         label_file, info.path)
