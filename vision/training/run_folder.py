@@ -4,18 +4,26 @@
   "created": iso time, "updated": iso time}``; what ``--resume`` rebuilds the run from.
 - ``labels.txt``: the class names, BACKGROUND first (``vision.utils.labels``).
 - ``metrics.jsonl``: one JSON object per epoch (train/val losses, mAP, lr, images/s, time).
+
+After an epoch's checkpoint is saved the run still links ``best.pth`` and appends the epoch's
+line to ``metrics.jsonl``; ``finish_saved_epoch`` redoes both when a run was killed in between.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
+from vision.utils.checkpoint import BEST_NAME, link_best
 from vision.utils.labels import write_labels
-from vision.utils.misc import UserError, atomic_write, atomic_write_json, read_json
+from vision.utils.misc import Failure, UserError, atomic_write, atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
 
 ARGS_FILE = "args.json"
 LABELS_FILE = "labels.txt"
@@ -69,14 +77,26 @@ def write_run_description(folder: str | os.PathLike, args: Mapping[str, Any], cl
         except (OSError, ValueError, AttributeError):
             created = None
     now = now_iso()
-    atomic_write_json(folder / ARGS_FILE, {
-        "args": dict(args),
-        "class_names": list(class_names),
-        "version": project_version(),
-        "created": created or now,
-        "updated": now,
-    })
-    write_labels(folder / LABELS_FILE, class_names)
+    with _writing(folder / ARGS_FILE):
+        atomic_write_json(folder / ARGS_FILE, {
+            "args": dict(args),
+            "class_names": list(class_names),
+            "version": project_version(),
+            "created": created or now,
+            "updated": now,
+        })
+    with _writing(folder / LABELS_FILE):
+        write_labels(folder / LABELS_FILE, class_names)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (disk full, folder no longer writable) as one line saying so (exit 1)."""
+    try:
+        yield
+    except OSError as e:
+        raise Failure(f"cannot write {path}: {e.strerror or e}; the file is unchanged and the checkpoints are "
+                      f"intact: free space or fix the folder, then continue with --resume {path.parent}") from None
 
 
 def read_metrics(folder: str | os.PathLike) -> list[dict[str, Any]]:
@@ -100,6 +120,34 @@ def append_metrics(folder: str | os.PathLike, record: Mapping[str, Any]) -> None
     from an earlier checkpoint). The file is rewritten atomically: it is small (one line an epoch)."""
     epoch = record.get("epoch")
     kept = [r for r in read_metrics(folder) if epoch is None or r.get("epoch", -1) < epoch]
-    with atomic_write(Path(folder) / METRICS_FILE, "w", encoding="utf-8") as f:
+    path = Path(folder) / METRICS_FILE
+    with _writing(path), atomic_write(path, "w", encoding="utf-8") as f:
         for r in [*kept, dict(record)]:
             f.write(json.dumps(r, default=float) + "\n")
+
+
+def finish_saved_epoch(folder: str | os.PathLike, ckpt: Mapping[str, Any]) -> None:
+    """Do what a run killed just after saving ``ckpt`` (the checkpoint being resumed) left undone:
+    its epoch's line in ``metrics.jsonl`` and ``best.pth`` pointing at the checkpoint its
+    ``best_metric`` names. Both are idempotent, so every resume calls this."""
+    folder = Path(folder)
+    record = ckpt.get("metrics")
+    if not ckpt.get("step_in_epoch") and isinstance(record, dict) and record.get("epoch") == ckpt.get("epoch"):
+        if all(r.get("epoch") != record["epoch"] for r in read_metrics(folder)):
+            append_metrics(folder, record)
+            log.info("added epoch %s to %s (the run was stopped before writing it)", record["epoch"], METRICS_FILE)
+    best = ckpt.get("best_metric")
+    name = best.get("file") if isinstance(best, dict) else None
+    if not isinstance(name, str) or not name or Path(name).name != name:  # a plain file name in this folder
+        return
+    source = folder / name
+    if not source.is_file():
+        return
+    dest = folder / BEST_NAME
+    try:
+        same = dest.is_file() and os.path.samefile(source, dest)
+    except OSError:
+        same = False
+    if not same:
+        link_best(folder, source)
+        log.info("%s now points at %s, the best checkpoint so far", BEST_NAME, source.name)
