@@ -22,9 +22,8 @@ def _as_tensor(x, dtype) -> torch.Tensor:
     return x.to(dtype)
 
 
-class MatchPrior:
-    """Target transform: ``(gt_boxes [K,4] corner normalized, gt_labels [K])`` ->
-    ``(locations [N,4] float32 encoded offsets, labels [N] int64)``; ``K == 0`` gives all background."""
+class _PriorMatcher:
+    """The priors, variances and IoU threshold both matchers need."""
 
     def __init__(self, center_form_priors: torch.Tensor, center_variance: float, size_variance: float,
                  iou_threshold: float) -> None:
@@ -33,6 +32,11 @@ class MatchPrior:
         self.center_variance = center_variance
         self.size_variance = size_variance
         self.iou_threshold = iou_threshold
+
+
+class MatchPrior(_PriorMatcher):
+    """Target transform: ``(gt_boxes [K,4] corner normalized, gt_labels [K])`` ->
+    ``(locations [N,4] float32 encoded offsets, labels [N] int64)``; ``K == 0`` gives all background."""
 
     def __call__(self, gt_boxes, gt_labels) -> tuple[torch.Tensor, torch.Tensor]:
         gt_boxes = _as_tensor(gt_boxes, torch.float32).reshape(-1, 4)
@@ -58,20 +62,12 @@ def encode(corner_boxes: torch.Tensor, labels: torch.Tensor, center_form_priors:
     return locations.masked_fill(bg, 0.0)
 
 
-class BatchedMatcher:
+class BatchedMatcher(_PriorMatcher):
     """Match a padded batch on any device: ``boxes [B,K,4]`` corner normalized, ``labels [B,K]``
     with 0 marking padding -> ``(locations [B,N,4], labels [B,N])``.
 
     Same rule as ``assign_priors``: IoU >= threshold, plus every real box claims its best prior.
     """
-
-    def __init__(self, center_form_priors: torch.Tensor, center_variance: float, size_variance: float,
-                 iou_threshold: float) -> None:
-        self.center_form_priors = center_form_priors
-        self.corner_form_priors = box_utils.center_form_to_corner_form(center_form_priors)
-        self.center_variance = center_variance
-        self.size_variance = size_variance
-        self.iou_threshold = iou_threshold
 
     def to(self, device) -> "BatchedMatcher":
         self.center_form_priors = self.center_form_priors.to(device)

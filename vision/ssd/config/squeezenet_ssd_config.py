@@ -1,28 +1,15 @@
-"""Config of SqueezeNet-SSD-Lite (upstream values at 300 px)."""
+"""Config of SqueezeNet-SSD-Lite: the MobileNet config's numbers, with an 18x18 first feature map."""
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from vision.ssd.config.base import SSDConfig, build_config
-from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
+from vision.ssd.config.mobilenetv1_ssd_config import (center_variance, image_mean, image_size, image_std,
+                                                      iou_threshold, size_variance)
+from vision.ssd.config.mobilenetv1_ssd_config import specs as _mobilenet_specs
+from vision.utils.box_utils import SSDSpec, generate_ssd_priors
 
-image_size = 300
-image_mean = np.array([127, 127, 127])  # RGB layout
-image_std = 128.0
-iou_threshold = 0.45
-center_variance = 0.1
-size_variance = 0.2
-
-specs = [
-    SSDSpec(18, 16, SSDBoxSizes(60, 105), [2, 3]),
-    SSDSpec(10, 32, SSDBoxSizes(105, 150), [2, 3]),
-    SSDSpec(5, 64, SSDBoxSizes(150, 195), [2, 3]),
-    SSDSpec(3, 100, SSDBoxSizes(195, 240), [2, 3]),
-    SSDSpec(2, 150, SSDBoxSizes(240, 285), [2, 3]),
-    SSDSpec(1, 300, SSDBoxSizes(285, 330), [2, 3]),
-]
+specs = [SSDSpec(18, *_mobilenet_specs[0][1:])] + list(_mobilenet_specs[1:])
 
 priors = generate_ssd_priors(specs, image_size)
 
