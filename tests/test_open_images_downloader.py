@@ -12,6 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import os
+
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -203,3 +205,21 @@ def test_selection_units():
     images = {f"a{i}": {"A"} for i in range(50)} | {"b1": {"B"}, "b2": {"B"}}
     chosen = oid.choose_balanced(images, 4, ["A", "B"], random.Random(0))
     assert len(chosen) == 4 and {"b1", "b2"} <= chosen
+
+
+@pytest.mark.slow
+def test_download_then_train_one_epoch(http_server, tmp_path):
+    # the README's two commands: download a class subset, then train on it
+    make_mirror(http_server.root)
+    data = tmp_path / "fruit"
+    r = run_script(http_server, data, "--class-names", "Apple,Banana")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "train_ssd.py", "--dataset-type", "open_images", "--data", str(data),
+                        "--net", "mb1-ssd-lite", "--resolution", "128", "--epochs", "1", "--batch-size", "2",
+                        "--workers", "0", "--seed", "0", "--checkpoint-folder", str(run)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "labels.txt").read_text().split() == ["BACKGROUND", "Apple", "Banana"]
+    assert list(run.glob("mb1-ssd-lite-Epoch-0-Loss-*.pth"))
