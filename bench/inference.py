@@ -1,4 +1,4 @@
-"""CPU inference latency per net: batch 1, eager PyTorch, beside torchvision's SSDlite.
+"""CPU inference latency per net: batch 1, eager PyTorch, folded PyTorch, ONNX Runtime, beside torchvision's SSDlite.
 
 Why: on small machines (2 cores, Jetson CPUs) the forward pass is what a user
 waits for; this shows where each ``--net`` stands against torchvision's
@@ -12,9 +12,21 @@ busy machine affects them alike; the median of ``--repeats`` rounds is reported
 (wall ms, and CPU ms of this process, which moves less when other processes
 share the cores).
 
+Backends (``BACKENDS``):
+
+- ``eager``: the net as built, ``torch.inference_mode``;
+- ``fold``: Conv+BN folded (``vision.utils.fuse.fold_batch_norm``);
+- ``fold-cl``: folded and in ``channels_last`` memory format (input too);
+- ``ort``: exported with onnx_export.py's own ``export_bytes`` (opset 11, static
+  batch 1, the file detectNet gets) to a temporary file, run by an ONNX Runtime
+  ``InferenceSession`` (CPU, ``intra_op_num_threads`` = ``--threads``,
+  graph optimization ``--ort-opt-level``, default ORT_ENABLE_ALL).
+
+Every backend's outputs are compared with eager's (``max_abs_diff``), so a fast
+but wrong backend shows. ``vs_eager`` is the median-latency ratio to the same
+net's eager column (< 1: faster).
+
 Output: one JSON line per (net, backend) on stdout, then a table.
-Backends are a table (``BACKENDS``): ONNX Runtime or folded-BN columns are one
-more entry there.
 
 Example: python3 bench/inference.py --nets mb1-ssd mb2-ssd-lite --repeats 20
 """
@@ -27,6 +39,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.ssd import registry  # noqa: E402
+from vision.utils.fuse import fold_batch_norm  # noqa: E402
 from vision.utils.misc import add_log_level_arg, positive_int, run_main, setup_logging  # noqa: E402
 
 log = logging.getLogger("bench.inference")
@@ -56,10 +70,21 @@ class Case:
     run: Runner
     wall_ms: list[float]
     cpu_ms: list[float]
+    max_abs_diff: float | None = None
+
+
+@dataclass
+class BackendOptions:
+    """What backends need besides the net: threads, and where ONNX files go."""
+
+    threads: int
+    tmp_dir: Path
+    ort_opt_level: str = "all"
+    opset: int = 11
 
 
 # --------------------------------------------------------------- backends
-def eager_backend(net: torch.nn.Module, example: torch.Tensor) -> Runner:
+def eager_backend(net: torch.nn.Module, example: torch.Tensor, opts: BackendOptions) -> Runner:
     """Plain eager PyTorch under inference_mode."""
     def run():
         with torch.inference_mode():
@@ -67,9 +92,55 @@ def eager_backend(net: torch.nn.Module, example: torch.Tensor) -> Runner:
     return run
 
 
-BACKENDS: dict[str, Callable[[torch.nn.Module, torch.Tensor], Runner]] = {
+def fold_backend(net: torch.nn.Module, example: torch.Tensor, opts: BackendOptions) -> Runner:
+    """Conv+BN folded copy of the net (one conv instead of conv + a pass over the map)."""
+    return eager_backend(fold_batch_norm(net), example, opts)
+
+
+def fold_cl_backend(net: torch.nn.Module, example: torch.Tensor, opts: BackendOptions) -> Runner:
+    """Folded, weights and input in channels_last (NHWC) memory format (oneDNN's native layout)."""
+    folded = fold_batch_norm(net).to(memory_format=torch.channels_last)
+    return eager_backend(folded, example.contiguous(memory_format=torch.channels_last), opts)
+
+
+ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+              "all": "ORT_ENABLE_ALL"}
+
+
+def ort_backend(net: torch.nn.Module, example: torch.Tensor, opts: BackendOptions) -> Runner:
+    """ONNX Runtime on the file onnx_export.py would write (same export function, static batch 1)."""
+    import onnxruntime as ort
+    from onnx_export import INPUT_NAME, OUTPUT_NAMES, export_bytes
+
+    path = opts.tmp_dir / f"{getattr(net, 'net_name', None) or 'net'}-{len(list(opts.tmp_dir.iterdir()))}.onnx"
+    path.write_bytes(export_bytes(net, example, opts.opset, dynamic_batch=False))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = opts.threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[opts.ort_opt_level])
+    session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    feed = {INPUT_NAME: example.numpy()}
+    names = list(OUTPUT_NAMES)
+
+    def run():
+        return tuple(torch.from_numpy(o) for o in session.run(names, feed))
+    return run
+
+
+BACKENDS: dict[str, Callable[[torch.nn.Module, torch.Tensor, BackendOptions], Runner]] = {
     "eager": eager_backend,
+    "fold": fold_backend,
+    "fold-cl": fold_cl_backend,
+    "ort": ort_backend,
 }
+DEFAULT_BACKENDS = ["eager", "fold-cl", "ort"]
+
+
+def max_abs_diff(a: object, b: object) -> float:
+    """Largest |a - b| over the (scores, boxes) outputs."""
+    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a, b))
 
 
 def torchvision_reference() -> tuple[torch.nn.Module, torch.Tensor, Runner]:
@@ -86,16 +157,31 @@ def torchvision_reference() -> tuple[torch.nn.Module, torch.Tensor, Runner]:
     return model, example, run
 
 
+def _randomize_batch_norm(net: torch.nn.Module) -> None:
+    """Give BatchNorms non-trivial statistics (fresh ones are the identity), so the folded and
+    exported outputs are really compared. Timing does not depend on the values."""
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and m.running_var is not None:
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
 # --------------------------------------------------------------- measuring
 def build_cases(nets: Sequence[str], backends: Sequence[str], resolution: int, num_classes: int,
-                with_torchvision: bool) -> list[Case]:
+                with_torchvision: bool, opts: BackendOptions) -> list[Case]:
     cases = []
     for name in nets:
         net = registry.create_net(name, num_classes, resolution=resolution, is_test=True).eval()
+        _randomize_batch_norm(net)
         example = torch.randn(1, 3, resolution, resolution)
         params = sum(p.numel() for p in net.parameters())
+        reference = eager_backend(net, example, opts)()
         for backend in backends:
-            cases.append(Case(name, backend, resolution, params, BACKENDS[backend](net, example), [], []))
+            log.info("preparing %s (%s)", name, backend)
+            run = BACKENDS[backend](net, example, opts)
+            cases.append(Case(name, backend, resolution, params, run, [], [],
+                              max_abs_diff(reference, run())))
     if with_torchvision:
         model, _, run = torchvision_reference()
         cases.append(Case(TORCHVISION_REF, "eager", 320, sum(p.numel() for p in model.parameters()), run, [], []))
@@ -116,8 +202,9 @@ def measure(cases: list[Case], repeats: int, warmup: int) -> None:
         log.debug("round %d/%d done", r + 1, repeats)
 
 
-def result_record(case: Case, threads: int) -> dict:
+def result_record(case: Case, threads: int, eager_ms: float | None) -> dict:
     wall = sorted(case.wall_ms)
+    median = statistics.median(wall)
     return {
         "bench": "inference", "net": case.net, "backend": case.backend, "device": "cpu",
         "batch": 1, "resolution": case.resolution, "threads": threads, "repeats": len(wall),
@@ -125,7 +212,11 @@ def result_record(case: Case, threads: int) -> dict:
         "p90_ms": round(wall[min(len(wall) - 1, int(0.9 * len(wall)))], 2),
         "min_ms": round(wall[0], 2),
         "median_cpu_ms": round(statistics.median(case.cpu_ms), 2),
+        "vs_eager": round(median / eager_ms, 3) if eager_ms else None,
+        "max_abs_diff": case.max_abs_diff,
         "params_m": round(case.params / 1e6, 3),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "machine": platform.machine(),
     }
 
@@ -134,8 +225,9 @@ def format_table(records: list[dict]) -> str:
     cols = [("net", "net", "{}"), ("backend", "backend", "{}"), ("res", "resolution", "{}"),
             ("median ms", "median_ms", "{:.1f}"), ("p90 ms", "p90_ms", "{:.1f}"),
             ("min ms", "min_ms", "{:.1f}"), ("cpu ms", "median_cpu_ms", "{:.1f}"),
+            ("vs eager", "vs_eager", "{:.2f}"), ("max|diff|", "max_abs_diff", "{:.1e}"),
             ("params M", "params_m", "{:.2f}")]
-    rows = [[fmt.format(r[key]) for _, key, fmt in cols] for r in records]
+    rows = [["-" if r[key] is None else fmt.format(r[key]) for _, key, fmt in cols] for r in records]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, (h, _, _) in enumerate(cols)]
     line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
@@ -144,13 +236,17 @@ def format_table(records: list[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="CPU batch-1 inference latency of each SSD net (eager PyTorch) next to torchvision's "
-                    "ssdlite320_mobilenet_v3_large, timed in interleaved rounds in one process.",
+        description="CPU batch-1 inference latency of each SSD net (eager PyTorch, Conv+BN folded, "
+                    "channels_last, ONNX Runtime) next to torchvision's ssdlite320_mobilenet_v3_large, timed in "
+                    "interleaved rounds in one process.",
         epilog="Nets:\n" + registry.describe_nets(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nets", nargs="+", default=None, metavar="NET",
-                        help="nets to time (default: all); see the list below")
-    parser.add_argument("--backends", nargs="+", default=["eager"], choices=sorted(BACKENDS),
-                        help="execution backends (default: eager)")
+    parser.add_argument("--nets", nargs="+", default=["mb1-ssd", "mb2-ssd-lite"], metavar="NET",
+                        help="nets to time, or 'all' (default: mb1-ssd mb2-ssd-lite); see the list below")
+    parser.add_argument("--backends", nargs="+", default=DEFAULT_BACKENDS, choices=list(BACKENDS),
+                        help="execution backends: eager, fold (Conv+BN folded), fold-cl (folded + "
+                             "channels_last), ort (ONNX Runtime) (default: %s)" % " ".join(DEFAULT_BACKENDS))
+    parser.add_argument("--ort-opt-level", choices=list(ORT_LEVELS), default="all",
+                        help="ONNX Runtime graph optimization level (default: all = ORT_ENABLE_ALL)")
     parser.add_argument("--repeats", type=positive_int, default=20,
                         help="timed rounds; the median is reported (default: 20)")
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed calls per net first (default: 3)")
@@ -165,15 +261,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
 
-    nets = [registry.canonical_name(n) for n in (args.nets or registry.CANONICAL_NAMES)]
+    nets = [registry.canonical_name(n) for n in
+            (registry.CANONICAL_NAMES if args.nets == ["all"] else args.nets)]
     nets = list(dict.fromkeys(nets))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     log.info("timing %d net(s) at %d px, %d thread(s), %d rounds", len(nets), args.resolution,
              args.threads, args.repeats)
-    cases = build_cases(nets, args.backends, args.resolution, args.num_classes, not args.no_torchvision)
-    measure(cases, args.repeats, args.warmup)
-    records = [result_record(c, args.threads) for c in cases]
+    backends = list(dict.fromkeys(args.backends))
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
+        opts = BackendOptions(threads=args.threads, tmp_dir=Path(tmp), ort_opt_level=args.ort_opt_level)
+        cases = build_cases(nets, backends, args.resolution, args.num_classes, not args.no_torchvision, opts)
+        measure(cases, args.repeats, args.warmup)
+    eager = {c.net: statistics.median(c.wall_ms) for c in cases if c.backend == "eager"}
+    records = [result_record(c, args.threads, eager.get(c.net)) for c in cases]
     for rec in records:
         print(json.dumps(rec), flush=True)
     print()

@@ -3,6 +3,14 @@
 The dataset is never modified: a small view reads ``dataset.get_image(i)`` (raw RGB)
 and applies the predictor's own test preprocessing, so evaluation sees exactly what
 ``Predictor.predict`` would, whatever training transform the caller's dataset carries.
+
+With the standard ``PredictionTransform`` the work is split: loading (in DataLoader
+workers) decodes and resizes to ``uint8`` and the main process normalizes the whole
+batch at once, with the same float32 arithmetic, so the net gets bit-identical input.
+Why: a worker hands each batch to the main process through shared memory, and every
+page of it is faulted in twice (written there, read here); uint8 is a quarter of the
+float32 bytes. On a 2-core machine that was ~2-3 ms of CPU per image, as much as
+decoding the JPEG (bench/eval.py).
 """
 from __future__ import annotations
 
@@ -10,11 +18,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from vision.utils.misc import UserError
 
@@ -51,7 +59,8 @@ class ImageDetections:
 
 
 class TestImageView(Dataset):
-    """``(preprocessed image [3,S,S], index, (height, width))`` for each image of ``dataset``.
+    """``(transform(image), index, (height, width))`` for each image of ``dataset``; the
+    transform is the predictor's (image -> [3,S,S] float) or its loader half (``split_transform``).
 
     Reads through ``dataset.get_image(i)`` so the dataset's own (training) transform is
     bypassed and left untouched.
@@ -76,6 +85,55 @@ class TestImageView(Dataset):
         return self.transform(image), index, (int(height), int(width))
 
 
+class ResizeToUint8:
+    """The resize half of ``PredictionTransform``: RGB uint8 ``[H, W, 3]`` -> uint8 tensor
+    ``[S, S, 3]`` (HWC, as OpenCV returns it; ``normalize_batch`` makes it CHW float)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        import cv2
+
+        from vision.transforms.transforms import check_image
+
+        check_image(image)
+        resized = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        return torch.from_numpy(np.ascontiguousarray(resized))
+
+
+class BatchNormalizer:
+    """The normalize half of ``PredictionTransform`` for a whole batch: uint8 ``[B, S, S, 3]``
+    -> float32 ``[B, 3, S, S]`` = ``(x - mean) / std``, the same float32 operations as
+    ``vision.transforms.transforms.Normalize`` (so the same bits)."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = torch.as_tensor(np.asarray(mean, np.float32)).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(np.asarray(std, np.float32).reshape(-1)).view(1, 3, 1, 1)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        b, h, w, _ = batch.shape
+        out = torch.empty((b, 3, h, w), dtype=torch.float32)
+        out.copy_(batch.permute(0, 3, 1, 2))
+        return out.sub_(self.mean).div_(self.std)
+
+
+def split_transform(transform: Any) -> tuple[Callable[[np.ndarray], torch.Tensor],
+                                              Callable[[torch.Tensor], torch.Tensor]]:
+    """``(per-image part for the loader, per-batch part for the main process)`` of a predictor's
+    transform: resize / normalize for exactly ``PredictionTransform``, else the whole
+    transform and nothing (a custom transform is run as it is)."""
+    from vision.ssd.data_preprocessing import PredictionTransform
+
+    if type(transform) is PredictionTransform:
+        return ResizeToUint8(transform.size), BatchNormalizer(transform.mean, transform.std)
+    return transform, _identity
+
+
+def _identity(batch: torch.Tensor) -> torch.Tensor:
+    return batch
+
+
 def collate_test_images(batch: Sequence[tuple[torch.Tensor, int, tuple[int, int]]]
                         ) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
     """Stack images; keep indices and sizes as plain lists (the default collate would
@@ -98,20 +156,40 @@ def detect_dataset(predictor: Any, dataset: Any, *, batch_size: int = 8, num_wor
     """
     from tqdm import tqdm
 
-    view = TestImageView(dataset, predictor.transform)
-    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_test_images, pin_memory=False)
+    load_transform, finish_batch = split_transform(predictor.transform)
+    view = TestImageView(dataset, load_transform)
     detections: list[ImageDetections | None] = [None] * len(view)
     start = time.perf_counter()
     with tqdm(total=len(view), desc="evaluate", unit="img", disable=not progress, leave=False) as bar:
-        for images, indices, sizes in loader:
-            results = predictor.predict_batch(images, sizes, top_k=top_k, prob_threshold=prob_threshold)
+        for images, indices, sizes in _batches(view, batch_size, num_workers):
+            results = predictor.predict_batch(finish_batch(images), sizes, top_k=top_k, prob_threshold=prob_threshold)
             for index, (h, w), (boxes, labels, scores) in zip(indices, sizes, results):
                 detections[index] = _to_numpy(boxes, labels, scores, h, w)
             bar.update(len(indices))
     elapsed = time.perf_counter() - start
     images_per_s = len(view) / elapsed if elapsed > 0 else float("inf")
     return [d if d is not None else ImageDetections.empty() for d in detections], images_per_s
+
+
+def _batches(view: TestImageView, batch_size: int, num_workers: int
+             ) -> Iterator[tuple[torch.Tensor, list[int], list[tuple[int, int]]]]:
+    """The view's batches in order, loaded by a DataLoader with ``num_workers`` workers.
+
+    With workers, the main process loads the first batch itself while the workers start
+    (forking and warming up took ~0.1-0.2 s on a 2-core machine before the net saw any
+    image); the workers begin at the second batch. A dataset of one batch is loaded in
+    the main process: starting workers would cost more than loading it.
+    """
+    n = len(view)
+    if num_workers == 0 or n <= batch_size:
+        yield from DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=0,
+                              collate_fn=collate_test_images)
+        return
+    rest = DataLoader(Subset(view, range(batch_size, n)), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers, collate_fn=collate_test_images, pin_memory=False)
+    workers = iter(rest)  # forks the workers now; they load while the main process does batch one
+    yield collate_test_images([view[i] for i in range(batch_size)])
+    yield from workers
 
 
 def _to_numpy(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,

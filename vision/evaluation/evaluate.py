@@ -26,9 +26,15 @@ def is_coco_dataset(dataset: Any) -> bool:
 
 
 def make_predictor(net: Any, *, device: torch.device | str = "cpu", nms_method: str = "hard",
-                   iou_threshold: float = 0.45, prob_threshold: float = 0.01, candidate_size: int = 200) -> Any:
+                   iou_threshold: float = 0.45, prob_threshold: float = 0.01, candidate_size: int = 200,
+                   optimize: bool = True) -> Any:
     """A Predictor using the net's own input size and normalization (``net.config``).
 
+    With ``optimize`` (default) the predictor runs an inference copy of the net
+    (``vision.utils.fuse.optimize_for_inference``: BatchNorm folded into the convolutions,
+    and on the CPU channels_last weights): same detections up to float rounding, 1.3-1.7x
+    faster forward on a CPU. The caller's net is then neither copied back nor put in eval
+    mode, so evaluating during training leaves it exactly as it was.
     A Predictor (e.g. an ``OnnxPredictor``) passed as ``net`` is returned unchanged.
     """
     from vision.ssd.predictor import Predictor
@@ -36,6 +42,10 @@ def make_predictor(net: Any, *, device: torch.device | str = "cpu", nms_method: 
     if isinstance(net, Predictor):
         return net
     cfg = net.config
+    if optimize and isinstance(net, torch.nn.Module):
+        from vision.utils.fuse import optimize_for_inference
+
+        net = optimize_for_inference(net, channels_last=torch.device(device).type == "cpu")
     return Predictor(net, cfg.image_size, cfg.image_mean, cfg.image_std, nms_method=nms_method,
                      iou_threshold=iou_threshold, filter_threshold=prob_threshold,
                      candidate_size=candidate_size, device=device)

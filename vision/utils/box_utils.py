@@ -226,14 +226,11 @@ def batched_postprocess(scores: torch.Tensor, boxes: torch.Tensor, prob_threshol
         fg = img_scores[:, 1:]  # [N, C-1]
         prior_idx, cls_idx = torch.nonzero(fg > prob_threshold, as_tuple=True)
         cand_scores = fg[prior_idx, cls_idx]
-        labels = cls_idx + 1
         if candidate_size > 0 and cand_scores.numel() > candidate_size:
-            # per-class candidate cap: rank inside each class, keep the best candidate_size
-            order = cand_scores.argsort(descending=True)
-            prior_idx, labels, cand_scores = prior_idx[order], labels[order], cand_scores[order]
-            rank = _rank_within_group(labels, num_classes)
-            keep = rank < candidate_size
-            prior_idx, labels, cand_scores = prior_idx[keep], labels[keep], cand_scores[keep]
+            keep = _best_per_group(cls_idx, cand_scores, num_classes - 1, candidate_size)
+            if keep is not None:
+                prior_idx, cls_idx, cand_scores = prior_idx[keep], cls_idx[keep], cand_scores[keep]
+        labels = cls_idx + 1
         cand_boxes = img_boxes[prior_idx]
         if nms_method == "soft":
             out_b, out_l, out_s = [], [], []
@@ -255,15 +252,22 @@ def batched_postprocess(scores: torch.Tensor, boxes: torch.Tensor, prob_threshol
     return results
 
 
-def _rank_within_group(groups: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """For items already sorted by score, the 0-based rank of each item inside its group."""
-    n = groups.numel()
-    # stable sort by group keeps the score order inside each group
-    order = torch.sort(groups, stable=True).indices
-    sorted_groups = groups[order]
-    counts = torch.bincount(sorted_groups, minlength=num_groups)
+def _best_per_group(groups: torch.Tensor, scores: torch.Tensor, num_groups: int,
+                    limit: int) -> torch.Tensor | None:
+    """Indices of the ``limit`` best-scoring items of each group (any order), or None when no
+    group has more than ``limit`` items (keep everything: the common case, so it costs one
+    bincount, not a sort).
+
+    groups [K] int64 in 0..num_groups-1, scores [K] finite.
+    """
+    counts = torch.bincount(groups, minlength=num_groups)
+    if int(counts.max()) <= limit:
+        return None
+    # one sort by (group ascending, score descending): group g's keys lie in (g * span - span, g * span]
+    s = scores.to(torch.float64)
+    span = float(s.max() - s.min()) + 1.0
+    key = groups.to(torch.float64) * span - s
+    order = key.argsort()
     starts = torch.cumsum(counts, 0) - counts
-    rank_sorted = torch.arange(n, device=groups.device) - starts[sorted_groups]
-    rank = torch.empty_like(rank_sorted)
-    rank[order] = rank_sorted
-    return rank
+    rank = torch.arange(groups.numel(), device=groups.device) - starts[groups[order]]
+    return order[rank < limit]

@@ -1,0 +1,50 @@
+"""The bench/ scripts run in CI-sized settings: they exit 0 and print one JSON line per result
+plus a table. Their numbers are not asserted (timings depend on the machine and its load).
+
+One parametrized test over ``BENCH_CASES``; to add a script, add an entry:
+``pytest.param("bench/<script>.py", [args...], id="<name>")``, tiny settings (a few
+images, ``--repeats 2``, one or two nets), keeping the whole file under about a minute.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+BENCH_CASES = [
+    # evaluation: eval_ssd's loop vs pure forward, with the plain (unoptimized) variant and COCOeval
+    pytest.param("bench/eval.py", ["--nets", "mb2-ssd-lite", "--images", "8", "--image-size", "160", "120",
+                                   "--batch-size", "4", "--workers", "1", "--repeats", "2", "--threads", "1",
+                                   "--compare-plain"], id="eval"),
+    # batch-1 latency: eager, folded + channels_last, ONNX Runtime, torchvision reference
+    pytest.param("bench/inference.py", ["--nets", "mb2-ssd-lite", "--resolution", "160", "--repeats", "2",
+                                        "--warmup", "1", "--threads", "1"], id="inference"),
+    # training data pipeline, fast and baseline
+    pytest.param("bench/data.py", ["--images", "8", "--dataset-images", "4", "--image-size", "160", "120",
+                                   "--repeats", "2", "--baseline"], id="data"),
+    # training speed: real DataLoader (0 and 1 workers) beside the compute-only bound
+    pytest.param("bench/train.py", ["--cpu-smoke", "--nets", "mb2-ssd-lite", "--workers", "0", "1",
+                                    "--threads", "1"], id="train"),
+    # time to accuracy: calibration + budgeted train_ssd.py run + COCO evaluation, tiny budget and data
+    pytest.param("bench/time_to_accuracy.py", ["--minutes", "0.4", "--train-images", "16", "--val-images", "4",
+                                               "--", "--resolution", "64", "--batch-size", "8", "--workers", "0"],
+                 id="time_to_accuracy"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script,args", BENCH_CASES)
+def test_bench_script_runs(script: str, args: list[str]) -> None:
+    r = subprocess.run([sys.executable, script, *args, "--log-level", "warning"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{script} exited {r.returncode}:\n{r.stderr[-3000:]}"
+    records = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert records, f"{script} printed no JSON result line:\n{r.stdout[-2000:]}"
+    assert all(isinstance(rec, dict) and rec.get("bench") for rec in records)
+    table = [line for line in r.stdout.splitlines() if line.strip() and not line.startswith("{")]
+    assert table, f"{script} printed no table"

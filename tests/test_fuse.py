@@ -1,0 +1,109 @@
+"""vision.utils.fuse.fold_batch_norm: same outputs (1e-4), no BatchNorm left where one can fold,
+the SSD's taps and the original net untouched."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vision.ssd import registry
+from vision.utils.fuse import count_batch_norms, fold_batch_norm
+
+
+def _randomize_bn(net: nn.Module, seed: int = 0) -> None:
+    """Non-trivial statistics, or folding would be close to a no-op and prove nothing."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+
+
+# (net, resolution, is_test, BatchNorms left after folding); small inputs keep the test fast.
+# vgg16-ssd's only BN normalizes conv4_3 after a ReLU: nothing to fold it into.
+# mb3-large-ssd-lite's blocks call bn1(conv1(x)) in forward: the fx path.
+CASES = [("mb1-ssd", 160, True, 0), ("mb2-ssd-lite", 160, True, 0), ("mb2-ssd-lite", 160, False, 0),
+         ("mb3-large-ssd-lite", 160, True, 0), ("mb3-small-ssd-lite-tv", 160, True, 0),
+         ("vgg16-ssd", 300, True, 1)]
+
+
+@pytest.mark.parametrize("name,size,is_test,left", CASES)
+def test_folded_net_matches(name: str, size: int, is_test: bool, left: int) -> None:
+    torch.manual_seed(0)
+    net = registry.create_net(name, 5, resolution=size, is_test=is_test).eval()
+    _randomize_bn(net)
+    before = count_batch_norms(net)
+    folded = fold_batch_norm(net)
+    assert count_batch_norms(folded) == left
+    assert count_batch_norms(net) == before, "the input net must not be modified"
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        a, b = net(x), folded(x)
+    for u, v in zip(a, b):
+        assert u.shape == v.shape
+        assert torch.allclose(u, v, atol=1e-4, rtol=0), float((u - v).abs().max())
+
+
+def test_folded_copy_is_independent() -> None:
+    net = registry.create_net("mb1-ssd", 3, resolution=160, is_test=True).train()
+    folded = fold_batch_norm(net)
+    assert net.training and not folded.training
+    with torch.no_grad():
+        next(folded.parameters()).add_(1.0)
+    assert not torch.equal(next(net.parameters()), next(folded.parameters()))
+
+
+class _Tapped(nn.Module):
+    """SSD-like: a tap (source index 1) reads the conv output before its BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base_net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 1),
+                                      nn.BatchNorm2d(4))
+        self.source_layer_indexes = [1]
+
+
+def test_tap_between_conv_and_bn_is_not_folded() -> None:
+    net = _Tapped().eval()
+    folded = fold_batch_norm(net)
+    assert isinstance(folded.base_net[1], nn.BatchNorm2d)  # the tapped conv output must survive
+    assert isinstance(folded.base_net[4], nn.Identity)  # the untapped pair folds
+
+
+class _Reused(nn.Module):
+    """The conv output feeds the BN and a second branch: folding would change the branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent: fx cannot trace this
+            return self.bn(self.conv(x))
+        return self.bn(self.conv(-x))
+
+
+@pytest.mark.parametrize("cls", [_Reused, _Untraceable])
+def test_unsafe_pairs_are_left_alone(cls) -> None:
+    net = cls().eval()
+    _randomize_bn(net)
+    folded = fold_batch_norm(net)
+    assert isinstance(folded.bn, nn.BatchNorm2d)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(net(x), folded(x), atol=1e-6)
