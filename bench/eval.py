@@ -59,7 +59,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
+# as train_ssd.py (whose --validation-mean-ap runs this same loop): idle OpenMP threads sleep
+# instead of spinning, or the DataLoader workers sharing the 2 cores with the forward's threads
+# stall it (bench/README.md). Set OMP_WAIT_POLICY=ACTIVE in the environment to time spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -258,8 +263,8 @@ def summarize(nb: NetBench, n_images: int, args: argparse.Namespace, loading: di
     dec, post, other, fin = med("decode_s"), med("postprocess_s"), med("other_s"), med("forward_in_e2e_s")
     startup = med("startup_s")
     rec = {
-        "bench": "eval", "net": nb.name, "variant": nb.variant, "images": n_images, "batch": args.batch_size, "workers": args.workers,
-        "threads": args.threads, "resolution": int(nb.net.config.image_size), "repeats": len(rounds),
+        "bench": "eval", "net": nb.name, "variant": nb.variant, "images": n_images, "batch": args.batch_size,
+        "workers": args.workers, "threads": args.threads, "resolution": int(nb.net.config.image_size), "repeats": len(rounds),
         "candidates_per_image": None if nb.candidates_per_image is None else round(nb.candidates_per_image, 1),
         "detections_per_image": round(med("detections") / n_images, 1),
         "e2e_images_per_s": round(n_images / e2e_s, 2),

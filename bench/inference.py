@@ -45,7 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
+# as train_ssd.py: idle OpenMP threads sleep instead of spinning. With libgomp's default spinning,
+# a 2-core machine shared with any other process measured 10-30x the latency (see bench/README.md).
+# Set OMP_WAIT_POLICY=ACTIVE in the environment to time spinning threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,6 +76,7 @@ class Case:
     wall_ms: list[float]
     cpu_ms: list[float]
     max_abs_diff: float | None = None
+    ort_spinning: bool | None = None
 
 
 @dataclass
@@ -81,6 +87,7 @@ class BackendOptions:
     tmp_dir: Path
     ort_opt_level: str = "all"
     opset: int = 11
+    ort_spinning: bool = True
 
 
 # --------------------------------------------------------------- backends
@@ -120,6 +127,8 @@ def ort_backend(net: torch.nn.Module, example: torch.Tensor, opts: BackendOption
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[opts.ort_opt_level])
+    if not opts.ort_spinning:  # idle pool threads sleep instead of spinning (ORT's OMP_WAIT_POLICY=PASSIVE)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     feed = {INPUT_NAME: example.numpy()}
     names = list(OUTPUT_NAMES)
@@ -136,6 +145,12 @@ BACKENDS: dict[str, Callable[[torch.nn.Module, torch.Tensor, BackendOptions], Ru
     "ort": ort_backend,
 }
 DEFAULT_BACKENDS = ["eager", "fold-cl", "ort"]
+
+
+def ort_spinning(choice: str) -> bool:
+    if choice == "auto":
+        return os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+    return choice == "on"
 
 
 def max_abs_diff(a: object, b: object) -> float:
@@ -181,7 +196,8 @@ def build_cases(nets: Sequence[str], backends: Sequence[str], resolution: int, n
             log.info("preparing %s (%s)", name, backend)
             run = BACKENDS[backend](net, example, opts)
             cases.append(Case(name, backend, resolution, params, run, [], [],
-                              max_abs_diff(reference, run())))
+                              max_abs_diff(reference, run()),
+                              opts.ort_spinning if backend == "ort" else None))
     if with_torchvision:
         model, _, run = torchvision_reference()
         cases.append(Case(TORCHVISION_REF, "eager", 320, sum(p.numel() for p in model.parameters()), run, [], []))
@@ -216,6 +232,7 @@ def result_record(case: Case, threads: int, eager_ms: float | None) -> dict:
         "max_abs_diff": case.max_abs_diff,
         "params_m": round(case.params / 1e6, 3),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "ort_spinning": case.ort_spinning,
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "machine": platform.machine(),
     }
@@ -247,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "channels_last), ort (ONNX Runtime) (default: %s)" % " ".join(DEFAULT_BACKENDS))
     parser.add_argument("--ort-opt-level", choices=list(ORT_LEVELS), default="all",
                         help="ONNX Runtime graph optimization level (default: all = ORT_ENABLE_ALL)")
+    parser.add_argument("--ort-spinning", choices=["auto", "on", "off"], default="auto",
+                        help="whether ONNX Runtime's idle intra-op threads spin (on) or sleep (off); auto: off "
+                             "when OMP_WAIT_POLICY is PASSIVE (this script's default), as PyTorch's threads then")
     parser.add_argument("--repeats", type=positive_int, default=20,
                         help="timed rounds; the median is reported (default: 20)")
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed calls per net first (default: 3)")
@@ -270,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              args.threads, args.repeats)
     backends = list(dict.fromkeys(args.backends))
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
-        opts = BackendOptions(threads=args.threads, tmp_dir=Path(tmp), ort_opt_level=args.ort_opt_level)
+        opts = BackendOptions(threads=args.threads, tmp_dir=Path(tmp), ort_opt_level=args.ort_opt_level,
+                              ort_spinning=ort_spinning(args.ort_spinning))
         cases = build_cases(nets, backends, args.resolution, args.num_classes, not args.no_torchvision, opts)
         measure(cases, args.repeats, args.warmup)
     eager = {c.net: statistics.median(c.wall_ms) for c in cases if c.backend == "eager"}

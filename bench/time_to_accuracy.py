@@ -40,8 +40,8 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, non_negative_int,  # noqa: E402
-                               positive_float, positive_int, run_main, setup_logging)
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range,  # noqa: E402
+                               non_negative_int, positive_float, positive_int, run_main, setup_logging)
 
 log = logging.getLogger("bench.time_to_accuracy")
 
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     p.add_argument("--out", type=Path, default=None,
                    help="keep the run (data, logs, checkpoints) in this folder; default: a temporary one")
-    p.add_argument("--margin", type=float, default=0.03,
+    p.add_argument("--margin", type=float_range(0, 0.5, lo_open=False), default=0.03,
                    help="fraction of the budget left unplanned, for timing noise")
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
     p.add_argument("train_flags", nargs=argparse.REMAINDER,
@@ -157,8 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--data", "--checkpoint-folder", "--model-dir"):
         if bad in flags:
             raise UserError(f"{bad} is set by this benchmark (the budget decides the epochs); leave it out")
-    if not 0 <= args.margin < 0.5:
-        raise UserError(f"--margin must be in [0, 0.5), got {args.margin}")
     budget = 60.0 * args.minutes
 
     tmp = None

@@ -79,7 +79,7 @@ from vision.training.loop import Trainer  # noqa: E402
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups  # noqa: E402
 from vision.training.schedule import StepLRSchedule  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
-                               positive_int, run_main, setup_logging)
+                               positive_float, positive_int, run_main, setup_logging)
 from train_ssd import compile_or_eager, use_channels_last  # noqa: E402  (the script's own choices)
 
 log = logging.getLogger("bench.train")
@@ -107,13 +107,15 @@ class ComputeSettings:
     compile: bool = False
 
     @classmethod
-    def parse(cls, name: str, base: "ComputeSettings") -> "ComputeSettings":
+    def parse(cls, name: str, base: "ComputeSettings", auto_layout: Callable[[bool], bool]) -> "ComputeSettings":
+        """``base`` changed by ``name`` (parts joined by '+'); without an explicit layout part the
+        layout follows ``auto_layout(amp)`` (train_ssd.py's --memory-format rule)."""
         if name == "default":
             return base
-        s = base
+        s, layout = base, None
         for part in name.split("+"):
             if part in ("channels_last", "contiguous"):
-                s = replace(s, channels_last=part == "channels_last")
+                layout = part == "channels_last"
             elif part == "amp":
                 s = replace(s, amp=True)
             elif part in ("foreach", "fused"):
@@ -123,7 +125,7 @@ class ComputeSettings:
             else:
                 raise UserError(f"--compute-variants: unknown part {part!r} in {name!r}; use "
                                 f"channels_last, contiguous, amp, foreach, fused, compile joined by '+'")
-        return s
+        return replace(s, channels_last=auto_layout(s.amp) if layout is None else layout)
 
 
 def make_trainer(net_name: str, num_classes: int, args: argparse.Namespace, device: torch.device,
@@ -316,8 +318,11 @@ def run_steps(case: Case, n: int, record: bool) -> float:
 
 def build_cases(net_name: str, root: Path, num_classes: int, args: argparse.Namespace,
                 device: torch.device) -> list[Case]:
-    base = ComputeSettings(amp=args.amp, channels_last=use_channels_last(args.memory_format, device),
-                           optimizer_impl=args.optimizer_impl, compile=args.compile)
+    def auto_layout(amp: bool) -> bool:
+        return use_channels_last(args.memory_format, device, amp)
+
+    base = ComputeSettings(amp=args.amp, channels_last=auto_layout(args.amp), optimizer_impl=args.optimizer_impl,
+                           compile=args.compile)
     trainer = make_trainer(net_name, num_classes, args, device, base)
     cfg = trainer.net.config
     stream = batch_stream(root, cfg, args, LoaderSpec(0), device)
@@ -325,7 +330,7 @@ def build_cases(net_name: str, root: Path, num_classes: int, args: argparse.Name
     stream.close()
     cases = [Case(net_name, "compute", "compute-only", trainer, itertools.cycle(batches).__next__, base)]
     for name in args.compute_variants:
-        cs = ComputeSettings.parse(name, base)
+        cs = ComputeSettings.parse(name, base, auto_layout)
         if cs != base:
             cases.append(Case(net_name, "compute", f"compute-only {name}",
                               make_trainer(net_name, num_classes, args, device, cs),
@@ -459,12 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer (train_ssd.py default)")
     p.add_argument("--optimizer-impl", choices=("default", "foreach", "fused"), default="default",
                    help="torch's implementation of the optimizer update, for every case")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision for every case (bf16 on CPU, fp16 + scaling on CUDA), as train_ssd.py --amp")
     p.add_argument("--memory-format", choices=("auto", "channels_last", "contiguous"), default="auto",
-                   help="memory format of every case, as train_ssd.py --memory-format (auto: channels_last on "
-                        "CPU, contiguous on CUDA)")
+                   help="memory format, as train_ssd.py --memory-format (auto: channels_last for fp32 on a CPU, "
+                        "else contiguous)")
     p.add_argument("--compile", action="store_true", help="torch.compile the net in every case")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="glibc malloc keeps freed memory (vision.utils.allocator.keep_freed_memory; the effect of "
@@ -507,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dataset_images, args.image_size, args.compute_batches = 16, [160, 120], 2
     nets = [canonical_name(n) for n in args.nets]
     for v in args.compute_variants:
-        ComputeSettings.parse(v, ComputeSettings())  # bad names are usage errors before any work
+        ComputeSettings.parse(v, ComputeSettings(), bool)  # bad names are usage errors before any work
     for v in args.loader_variants:
         LoaderSpec.parse(v)
     if args.keep_freed_memory:

@@ -540,3 +540,25 @@ def test_open_images_labels_file_fixes_class_ids_across_splits(oi_root):
     (oi_root / "labels.txt").write_text("BACKGROUND\nApple\n")
     with pytest.raises(UserError, match="Zebra are not in"):
         OpenImagesDataset(oi_root)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_loader_counts_skipped_images_every_epoch(coco_dirs, tmp_path, workers):
+    """``EpochLoader`` (persistent workers) reports each epoch's unreadable images, although a
+    worker logs an image only once; what train_ssd.py writes as ``skipped_images``."""
+    from vision.training.data import EpochLoader
+
+    plain, _ = coco_dirs
+    root = _copy(plain, tmp_path / "c")
+    ds = COCODataset(root)
+    ds.image_path(2).write_bytes(b"")
+    ds.image_path(5).write_bytes(b"not a jpeg")
+    loader = EpochLoader(ds, batch_size=4, num_workers=workers, seed=0, collate_fn=list)
+    for epoch in range(3):
+        batches = loader.epoch(epoch)
+        samples = [s for batch in batches for s in batch]
+        assert len(samples) == len(ds)
+        assert batches.skipped_images == 2
+    partial = loader.epoch(3, skip_batches=1)  # a resumed epoch counts only the batches it runs
+    n = sum(len(batch) for batch in partial)
+    assert n == len(ds) - 4 and partial.skipped_images <= 2

@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 
 MIN_BOX_SIZE = 1.0  # pixels; thinner boxes make log(0) in the box encoding
 
+_substituted = 0  # samples in this process whose image was unreadable and replaced by the next one
+
+
+def substituted_samples() -> int:
+    """How many requested samples, in this process so far, had an unreadable image and were
+    replaced by the next readable one (every request counts, not only the first failure):
+    the training loader reads it around each sample to report skips per epoch."""
+    return _substituted
+
 Transform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Any, Any, Any]]
 TargetTransform = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -120,18 +129,23 @@ class DetectionDataset:
         Without transforms: image RGB uint8 [H,W,3], boxes float32 [K,4] corner
         pixels clipped to the image, labels int64 [K] in 1..C-1 (K may be 0).
         """
+        global _substituted
         index = self._check_index(index)
         n = len(self)
         last_error: ImageDecodeError | None = None
         for step in range(n):
             j = (index + step) % n
             if j in self._bad_indices:
+                if step == 0:
+                    _substituted += 1
                 continue
             try:
                 image = load_image_rgb(self.image_path(j))
             except ImageDecodeError as e:
                 self._bad_indices.add(j)
                 self.skipped_images += 1
+                if step == 0:
+                    _substituted += 1
                 last_error = e
                 log.warning("skipping unreadable image (%d so far in this process): %s", self.skipped_images, e)
                 continue

@@ -162,7 +162,8 @@ def detect_dataset(predictor: Any, dataset: Any, *, batch_size: int = 8, num_wor
     start = time.perf_counter()
     with tqdm(total=len(view), desc="evaluate", unit="img", disable=not progress, leave=False) as bar:
         for images, indices, sizes in _batches(view, batch_size, num_workers):
-            results = predictor.predict_batch(finish_batch(images), sizes, top_k=top_k, prob_threshold=prob_threshold)
+            results = predictor.predict_batch(finish_batch(images), sizes, top_k=top_k,
+                                              prob_threshold=prob_threshold)
             for index, (h, w), (boxes, labels, scores) in zip(indices, sizes, results):
                 detections[index] = _to_numpy(boxes, labels, scores, h, w)
             bar.update(len(indices))

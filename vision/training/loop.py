@@ -64,6 +64,7 @@ class EpochStats:
     regression_loss: float = 0.0
     classification_loss: float = 0.0
     skipped_steps: int = 0
+    skipped_images: int = 0  # unreadable images replaced by the next readable one
     seconds: float = 0.0
 
     def add(self, n_images: int, loss: float, reg: float, cls: float) -> None:
