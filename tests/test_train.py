@@ -108,7 +108,8 @@ def test_two_epoch_run_writes_a_complete_run_folder_and_resumes_exactly(data, re
     assert desc["args"]["net"] == NET and desc["args"]["num_epochs"] == 2 and desc["args"]["seed"] == 3
     assert desc["args"]["datasets"] == [str(data)] and desc["args"]["betas"] == [0.9, 0.999]
     assert desc["class_names"][0] == "BACKGROUND" and len(desc["class_names"]) == 7
-    assert desc["created"] and desc["updated"] and "version" in desc
+    import vision
+    assert desc["created"] and desc["updated"] and desc["version"] == vision.__version__ != "unknown"
     assert read_labels(folder / "labels.txt") == desc["class_names"]
 
     files = checkpoints(folder)  # --keep-checkpoints 1: the newest, plus best.pth
@@ -437,3 +438,36 @@ def test_nonfinite_guard_stops_after_several_in_a_row():
     with pytest.raises(Failure, match="NaN/inf for 3 steps in a row"):
         guard.bad(0, 6, 0.1)
     assert guard.total == 5
+
+
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                 "you tried to allocate 8589934592 bytes."),
+    RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. "),
+    MemoryError(),
+])
+def test_out_of_memory_is_one_line_with_a_hint_and_exit_1(data, tmp_path, capsys, monkeypatch, error):
+    from vision.training.loop import Trainer
+
+    def oom(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Trainer, "train_step", oom)
+    rc, err = run_inprocess(common(data, tmp_path / "oom", 1, "--log-level", "warning"), capsys)
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert "out of" in lines[0] and "memory" in lines[0] and "--batch-size" in lines[0], lines[0]
+    assert ("GPU" if "CUDA" in str(error) else "host") in lines[0]
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(data, tmp_path, capsys, monkeypatch):
+    from vision.training.loop import Trainer
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(Trainer, "train_step", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        run_inprocess(common(data, tmp_path / "bug", 1), capsys)

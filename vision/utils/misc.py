@@ -133,6 +133,40 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except (MemoryError, RuntimeError) as e:
+        where = out_of_memory(e)
+        if where is None:
+            raise
+        logging.getLogger("pytorch-ssd").error("out of %s memory (%s): lower --batch-size, or --workers (each "
+                                               "DataLoader worker is a process of its own); --workers 0 uses "
+                                               "the least", where, _first_line(e))
+        return EXIT_FAILURE
+
+
+OOM_KILLED_WORKER = "killed by signal: Killed"  # DataLoader's message when the kernel's OOM killer struck
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """``"GPU"`` / ``"host"`` when ``e`` says memory ran out (CUDA allocator, CPU allocator, a
+    DataLoader worker killed by the kernel's OOM killer), else None. Torch is not imported here:
+    a script that never loaded it cannot have a torch error."""
+    torch = sys.modules.get("torch")
+    cuda_oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch else None
+    if cuda_oom is not None and isinstance(e, cuda_oom):
+        return "GPU"
+    if isinstance(e, MemoryError):
+        return "host"
+    text = str(e)
+    if "CUDA out of memory" in text or "CUDA error: out of memory" in text:
+        return "GPU"
+    if "can't allocate memory" in text or (OOM_KILLED_WORKER in text and "DataLoader worker" in text):
+        return "host"
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:300]
 
 
 @contextlib.contextmanager
