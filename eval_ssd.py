@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", "--batch_size", "-b", dest="batch_size", type=int_range(1, 65536), default=8,
                    help="images per forward pass (default 8)")
     r.add_argument("--workers", "--num-workers", "--num_workers", "-j", dest="workers", type=int_range(0, 512),
-                   default=2, help="image-loading worker processes; 0 loads in the main process (default 2)")
+                   default=None, help="image-loading worker processes; 0 loads in the main process (default: 0 on "
+                                      "a CPU-only machine with 2 cores or fewer, where workers slow the forward "
+                                      "down; else 2)")
     add_log_level_arg(r)
     return p
 
@@ -165,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from vision.evaluation import coco as coco_eval
     from vision.evaluation import voc as voc_eval
-    from vision.evaluation.detection import detect_dataset
+    from vision.evaluation.detection import default_workers, detect_dataset
     from vision.evaluation.evaluate import compute_metrics, make_predictor
     from vision.utils.scripts import load_model, select_device
 
@@ -183,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_dir = Path(args.eval_dir)
     eval_dir.mkdir(parents=True, exist_ok=True)
 
+    if args.workers is None:
+        args.workers = default_workers(device)
     predictor = make_predictor(model.net, device=device, nms_method=args.nms_method,
                                iou_threshold=args.nms_iou_threshold, prob_threshold=args.prob_threshold)
     log.info("detecting on %d images (%s, batch %d, %d workers, %s)", len(dataset), args.dataset_type,

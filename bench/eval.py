@@ -329,8 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", nargs=2, type=int_range(32, 4096), metavar=("W", "H"), default=[640, 480],
                    help="nominal size of generated images (default 640 480, typical of COCO)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward (default 8, eval_ssd's)")
-    p.add_argument("--workers", type=non_negative_int, default=2,
-                   help="DataLoader workers (default 2, eval_ssd's default)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="DataLoader workers (default: eval_ssd.py's: 0 on a CPU-only machine with <= 2 cores, else 2)")
     p.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
                    help="torch intra-op threads (default: number of cores)")
     p.add_argument("--repeats", type=positive_int, default=3,
@@ -350,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_log_level_arg(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    if args.workers is None:
+        from vision.evaluation.detection import default_workers
+        args.workers = default_workers("cpu")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     malloc_keep = keep_freed_memory() if args.keep_freed_memory else False

@@ -554,3 +554,13 @@ def test_eval_ssd_voc_upstream_flags_and_errors(tmp_path):
               "--dataset", tmp_path / "voc", "--label_file", tmp_path / "voc" / "labels.txt", "--eval_dir", out])
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_default_eval_workers_leave_a_small_cpu_to_the_forward(monkeypatch):
+    from vision.evaluation import detection
+
+    monkeypatch.setattr(detection.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert detection.default_workers("cpu") == 0
+    assert detection.default_workers("cuda") == 2
+    monkeypatch.setattr(detection.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert detection.default_workers("cpu") == 2
