@@ -6,16 +6,15 @@ Recipe (the README's from-scratch recipe for the demo data), about 3 minutes on 
         --batch-size 16 --optimizer adam --lr 0.003 --warmup-epochs 1 --epochs 22 --t-max 22 \\
         --workers 1 --seed 0 --validation-mean-ap
 
-Measured (2026-11-27): final AP50 0.194, mAP 0.092 on the 100 validation images, training loss
-11.0 -> 5.5 (2-core CPU, one compute thread as here); 0.21 on another CPU (2 cores, 2 threads).
+Measured (2026-11-27): final AP50 0.197, mAP 0.096 on the 100 validation images, training loss
+11.0 -> 5.4, 163 s (2-core CPU, 2 compute threads as here; 0.194 and 199 s with one thread).
 An untrained net scores about 0.001. The floors sit at ~40 % of the measurements: far above
 chance, with room for run-to-run and CPU-to-CPU spread (about +-0.05 AP50 seen).
-One compute thread (+ one data-loading process) keeps the run fast even when the 2 cores are
-shared: OpenMP threads spin-waiting on a busy machine made it up to 20x slower.
+train_ssd.py sets OMP_WAIT_POLICY=PASSIVE, so its 2 compute threads do not spin-wait (which
+made runs up to 20x slower when the cores were shared with the data-loading process).
 """
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +39,7 @@ def test_mb1_ssd_lite_learns_the_demo_data_from_scratch(tmp_path):
     generate_coco_dataset(data, 400, 100, seed=0, fixed=True)  # what ./setup_coco --demo writes
     folder = tmp_path / "run"
     r = subprocess.run([sys.executable, "train_ssd.py", "--datasets", str(data), "--checkpoint-folder", str(folder),
-                        *RECIPE], cwd=REPO, capture_output=True, text=True, timeout=1200,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+                        *RECIPE], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-4000:]
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 22
