@@ -15,8 +15,9 @@ import math
 from typing import Sequence
 
 import torch
-from torchvision.ops import batched_nms
-from torchvision.ops import nms as tv_nms
+
+# torchvision.ops is imported where NMS runs: importing torchvision costs ~1.1 s, which every
+# script (and --help) would otherwise pay at start-up.
 
 SSDBoxSizes = collections.namedtuple("SSDBoxSizes", ["min", "max"])
 SSDSpec = collections.namedtuple("SSDSpec", ["feature_map_size", "shrinkage", "box_sizes", "aspect_ratios"])
@@ -168,7 +169,9 @@ def hard_nms(box_scores: torch.Tensor, iou_threshold: float, top_k: int = -1,
     scores = box_scores[:, 4]
     order = scores.argsort(descending=True)[:candidate_size]
     candidates = box_scores[order]
-    keep = tv_nms(candidates[:, :4], candidates[:, 4], iou_threshold)
+    from torchvision.ops import nms
+
+    keep = nms(candidates[:, :4], candidates[:, 4], iou_threshold)
     if top_k > 0:
         keep = keep[:top_k]
     return candidates[keep]
@@ -245,6 +248,8 @@ def batched_postprocess(scores: torch.Tensor, boxes: torch.Tensor, prob_threshol
                 cand_boxes, cand_scores, labels = torch.cat(out_b), torch.cat(out_s), torch.cat(out_l)
             order = cand_scores.argsort(descending=True)
         else:
+            from torchvision.ops import batched_nms
+
             order = batched_nms(cand_boxes.float(), cand_scores.float(), labels, iou_threshold)
         if top_k > 0:
             order = order[:top_k]
