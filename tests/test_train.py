@@ -471,3 +471,25 @@ def test_other_runtime_errors_are_not_called_out_of_memory(data, tmp_path, capsy
     monkeypatch.setattr(Trainer, "train_step", bug)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         run_inprocess(common(data, tmp_path / "bug", 1), capsys)
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_with_workers_stops_once_and_saves(data, tmp_path):
+    """A terminal's Ctrl-C reaches the DataLoader workers too (they persist across epochs): they
+    must neither die under the step nor each log their own 'SIGINT received'."""
+    folder = tmp_path / "run"
+    cmd = [sys.executable, SCRIPT, *common(data, folder, 3, "--workers", "2")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    log = []
+    try:
+        for line in proc.stderr:
+            log.append(line)
+            if "Epoch: 1, Step: 2/8" in line:
+                os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, "".join(log[-30:])
+    finally:
+        proc.kill()
+    text = "".join(log)
+    assert text.count("SIGINT received") == 1, text
+    assert "Traceback" not in text, text
+    assert [p for p in checkpoints(folder) if "interrupted" in p.name], text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,15 +29,18 @@ class StopRequest:
 
     A second SIGINT while stopping raises ``KeyboardInterrupt`` (for an impatient Ctrl-C).
     DataLoader workers forked after ``install`` inherit the handler, so a terminal's Ctrl-C
-    (sent to the whole process group) does not kill them under the running step.
+    (sent to the whole process group) does not kill them under the running step; in them it
+    does nothing at all (the main process decides, and shuts them down when it exits).
     """
 
     def __init__(self) -> None:
         self.requested = False
         self.signal_name = ""
         self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
 
     def install(self) -> "StopRequest":
+        self._pid = os.getpid()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -47,6 +51,8 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:  # a forked DataLoader worker: no log line, no KeyboardInterrupt
+            return
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
