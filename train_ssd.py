@@ -59,6 +59,7 @@ from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_nega
                                positive_float, positive_int, run_main, setup_logging,
                                str2bool, unit_float)
 from vision.utils.model_io import infer_num_classes, load_net_weights, load_state_dict_file
+from vision.utils.scripts import parse_device
 
 log = logging.getLogger("train_ssd")
 
@@ -253,14 +254,7 @@ def resolve_paths(args: dict[str, Any]) -> dict[str, Any]:
 
 def pick_device(args: argparse.Namespace, info: distributed.DistInfo) -> torch.device:
     if args.device:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise UserError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: CUDA is not available on this machine")
-        if device.type not in ("cpu", "cuda"):
-            raise UserError(f"--device {args.device}: only cpu and cuda are supported")
+        device = parse_device(args.device)
     else:
         device = torch.device("cuda" if args.use_cuda and torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and (info.enabled or device.index is None):

@@ -80,6 +80,7 @@ from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups  # n
 from vision.training.schedule import StepLRSchedule  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
                                positive_float, positive_int, run_main, setup_logging)
+from vision.utils.scripts import parse_device  # noqa: E402
 from train_ssd import compile_or_eager, use_channels_last  # noqa: E402  (the script's own choices)
 
 log = logging.getLogger("bench.train")
@@ -522,12 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = args.threads or cpu_count()
     torch.set_num_threads(threads)
     if args.device:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise UserError(f"--device {args.device!r}: expected cpu or cuda") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: CUDA is not available")
+        device = parse_device(args.device)
     else:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":

@@ -153,6 +153,20 @@ def load_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
     return decode_image_bytes(data, path, max_pixels=max_pixels)
 
 
+def _pillow_header_size(data: bytes, path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` from Pillow reading only the header; None for a format Pillow does not
+    know. A decompression bomb is an ``ImageDecodeError``; a damaged header raises Pillow's error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                return probe.size
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(path, f"possible decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        return None
+
+
 def check_pixel_limit(data: bytes, path: str | os.PathLike = "<bytes>",
                       max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """Raise ``ImageDecodeError`` when the header of the encoded image ``data`` claims an empty
@@ -170,13 +184,10 @@ def check_pixel_limit(data: bytes, path: str | os.PathLike = "<bytes>",
         size = struct.unpack_from(">II", data, 16)
     if size is None and data:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as probe:
-                    size = probe.size
-        except Image.DecompressionBombError as e:
-            raise ImageDecodeError(path, f"possible decompression bomb: {e}") from None
-        except Exception:  # noqa: BLE001 - not an image Pillow knows: the real decoder will say so
+            size = _pillow_header_size(data, path)
+        except ImageDecodeError:
+            raise
+        except Exception:  # noqa: BLE001 - a header Pillow cannot read: the real decoder will say so
             return
     if size is not None:
         _check_pixels(path, int(size[0]), int(size[1]), max_pixels)
@@ -206,14 +217,7 @@ def decode_image_bytes(data: bytes, path: str | os.PathLike = "<bytes>",
     else:
         # Other formats: Pillow reads only the header here (cheap) to learn the size.
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as probe:
-                    size = probe.size
-        except Image.DecompressionBombError as e:
-            raise ImageDecodeError(path, f"possible decompression bomb: {e}") from None
-        except UnidentifiedImageError:
-            size = None  # maybe a format only OpenCV knows; it will tell
+            size = _pillow_header_size(data, path)  # None: maybe a format only OpenCV knows; it will tell
         except (OSError, ValueError, SyntaxError, struct.error, EOFError) as e:
             raise ImageDecodeError(path, f"damaged image header ({e})") from None
         if size is not None:

@@ -127,21 +127,31 @@ class ResumableSampler(DistributedSampler):
                 yield index, sample_seed(self.seed, self.epoch, index)
 
 
+def _seeded_loader(dataset: Dataset, sampler: "ResumableSampler", *, batch_size: int, num_workers: int,
+                   seed: int, epoch: int, collate_fn: Callable | None, drop_last: bool, pin_memory: bool,
+                   persistent: bool) -> DataLoader:
+    """The ``DataLoader`` both loaders below build. Worker processes get their base seed from
+    ``(seed, epoch)`` too, though ``SeededSamples`` makes the data independent of it. A
+    persistent loader also counts unreadable images (``CountingCollate`` / ``CountedBatches``)."""
+    generator = torch.Generator()
+    generator.manual_seed(sample_seed(seed, epoch, 2**31 - 1))
+    if persistent:
+        samples, collate_fn = SeededSamples(dataset, count_skips=True), CountingCollate(collate_fn)
+    else:
+        samples = SeededSamples(dataset)
+    return DataLoader(samples, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate_fn, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
+                      persistent_workers=persistent and num_workers > 0)
+
+
 def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, epoch: int,
                  collate_fn: Callable | None, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
                  drop_last: bool = False, skip_batches: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A loader for one epoch (``skip_batches`` already-done batches left out).
-
-    Worker processes get their base seed from ``(seed, epoch)`` too, though ``SeededSamples``
-    makes the data independent of it.
-    """
+    """A loader for one epoch (``skip_batches`` already-done batches left out); its workers end with it."""
     sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed, shuffle=shuffle)
     sampler.set_position(epoch, skip_batches * batch_size)
-    generator = torch.Generator()
-    generator.manual_seed(sample_seed(seed, epoch, 2**31 - 1))
-    return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_fn, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
-                      persistent_workers=False)
+    return _seeded_loader(dataset, sampler, batch_size=batch_size, num_workers=num_workers, seed=seed, epoch=epoch,
+                          collate_fn=collate_fn, drop_last=drop_last, pin_memory=pin_memory, persistent=False)
 
 
 class EpochLoader:
@@ -159,12 +169,9 @@ class EpochLoader:
                  drop_last: bool = False, pin_memory: bool = False) -> None:
         self.batch_size = batch_size
         self.sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed, shuffle=shuffle)
-        generator = torch.Generator()
-        generator.manual_seed(sample_seed(seed, 0, 2**31 - 1))
-        self.loader = DataLoader(SeededSamples(dataset, count_skips=True), batch_size=batch_size,
-                                 sampler=self.sampler, num_workers=num_workers,
-                                 collate_fn=CountingCollate(collate_fn), drop_last=drop_last,
-                                 generator=generator, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+        self.loader = _seeded_loader(dataset, self.sampler, batch_size=batch_size, num_workers=num_workers,
+                                     seed=seed, epoch=0, collate_fn=collate_fn, drop_last=drop_last,
+                                     pin_memory=pin_memory, persistent=True)
 
     def epoch(self, epoch: int, skip_batches: int = 0) -> CountedBatches:
         """The epoch's batches, its first ``skip_batches`` left out; after (or during) the epoch,

@@ -252,3 +252,16 @@ def select_device(use_cuda: bool) -> torch.device:
     if use_cuda:
         log.debug("CUDA not available; running on CPU")
     return torch.device("cpu")
+
+
+def parse_device(spec: str, flag: str = "--device") -> torch.device:
+    """A ``--device`` value (``cpu``, ``cuda``, ``cuda:N``) as a device this machine has; UserError otherwise."""
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UserError(f"{flag} {spec!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"{flag} {spec}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{flag} {spec}: CUDA is not available on this machine")
+    return device
