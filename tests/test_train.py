@@ -493,3 +493,30 @@ def test_ctrl_c_to_the_process_group_with_workers_stops_once_and_saves(data, tmp
     assert text.count("SIGINT received") == 1, text
     assert "Traceback" not in text, text
     assert [p for p in checkpoints(folder) if "interrupted" in p.name], text
+
+
+def test_memory_format_rule():
+    from train_ssd import use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last("auto", cpu) and not use_channels_last("auto", cpu, amp=True)
+    assert not use_channels_last("auto", cuda)
+    assert use_channels_last("channels_last", cuda, amp=True) and not use_channels_last("contiguous", cpu)
+
+
+@pytest.mark.parametrize("choice,expected", [("auto", True), ("contiguous", False), ("channels_last", True)])
+def test_memory_format_flag_sets_the_weights_layout(data, tmp_path, capsys, monkeypatch, choice, expected):
+    """The flag reaches the net: the first convolution's weight is (or is not) channels_last."""
+    from vision.training.loop import Trainer
+
+    seen = {}
+
+    def record(self, *args, **kwargs):
+        weight = next(p for p in self.net.parameters() if p.dim() == 4)
+        seen["channels_last"] = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_step", record)
+    rc, err = run_inprocess(common(data, tmp_path / choice, 1, "--memory-format", choice, "--log-level", "info"), capsys)
+    assert rc == 130 and seen == {"channels_last": expected}, err
+    assert (", channels_last" in err) == expected, err
