@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for result files (default: eval_results)")
     e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None,
                    help="algorithm name in COCO result file names (default: the net name)")
+    e.add_argument("--coco-backend", "--coco_backend", dest="coco_backend", default="auto",
+                   choices=["auto", "faster", "pycocotools"],
+                   help="COCO metrics by faster-coco-eval or pycocotools (the reference; same numbers, slower); "
+                        "auto: faster-coco-eval when installed (default)")
     r = p.add_argument_group("runtime")
     r.add_argument("--use_cuda", "--use-cuda", dest="use_cuda", type=str2bool, default=True,
                    help="use the GPU when there is one (default true)")
@@ -206,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     metrics = compute_metrics(dataset, detections, use_2007_metric=args.use_2007_metric,
-                              match_iou_threshold=args.iou_threshold)
+                              match_iou_threshold=args.iou_threshold, coco_backend=args.coco_backend)
     report: dict[str, Any] = {
         "model": str(model.path), "net": model.net_name, "resolution": model.resolution,
         "dataset": str(args.dataset), "dataset_type": args.dataset_type, "num_images": len(dataset),
@@ -219,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results_path = coco_eval.write_results(eval_dir / f"detections_val2017_{alg}_results.json",
                                                metrics["results"])
         report["stats"] = dict(zip(coco_eval.STAT_NAMES, metrics["stats"]))
+        report["coco_backend"] = metrics["coco_backend"]
         report["results_file"] = str(results_path)
         print(metrics["summary"])
         print_per_class(metrics["per_class"], "AP@[.50:.95] per class:")

@@ -251,7 +251,7 @@ def _cocoeval_stats(ann_file, results_file, img_ids):
 def test_coco_numbers_are_exactly_pycocotools(synthetic_coco, tmp_path):
     ds = _coco_dataset(synthetic_coco / "orig")
     dets = _noisy_detections(ds)
-    m = compute_metrics(ds, dets)
+    m = compute_metrics(ds, dets, coco_backend="pycocotools")
     results_file = tmp_path / "results.json"
     results_file.write_text(json.dumps(m["results"]))
     ref = _cocoeval_stats(ds.ann_file, results_file, [ds.coco_image_id(i) for i in range(len(ds))])
@@ -467,11 +467,13 @@ def test_eval_ssd_coco_val_and_test_dev(synthetic_coco, tmp_path):
 
     out = tmp_path / "eval"
     r = _run(["eval_ssd.py", "--trained-model", tmp_path / "run", "--dataset", root, "--dataset-type", "coco",
-              "--eval-dir", out, "--workers", "0", "--batch-size", "4", "--prob-threshold", "0.05"])
+              "--eval-dir", out, "--workers", "0", "--batch-size", "4", "--prob-threshold", "0.05",
+              "--coco-backend", "pycocotools"])
     assert r.returncode == 0, r.stderr
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in r.stdout
     results = json.loads((out / "detections_val2017_mb1-ssd-lite_results.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["coco_backend"] == "pycocotools"
     assert len(metrics["stats"]) == 12 and metrics["num_images"] == len(ds)
     assert {r_["category_id"] for r_ in results} <= {c["id"] for c in cats}  # original (gapped) ids
     # the file scores exactly as reported

@@ -2,7 +2,7 @@
 eval_ssd.py and by train_ssd.py --validation-mean-ap.
 
 COCO datasets (anything with ``ann_file``, ``label_to_category_id``, ``coco_image_id``) are
-scored by pycocotools (mAP = AP@[.5:.95]); VOC and Open Images by the VOC protocol
+scored by COCOeval (faster-coco-eval, or pycocotools: ``coco_backend``; mAP = AP@[.5:.95]); VOC and Open Images by the VOC protocol
 (mAP = mean per-class AP at the matching IoU, 0.5).
 """
 from __future__ import annotations
@@ -52,18 +52,20 @@ def make_predictor(net: Any, *, device: torch.device | str = "cpu", nms_method: 
 
 
 def compute_metrics(dataset: Any, detections: Sequence[ImageDetections], *, use_2007_metric: bool = False,
-                    match_iou_threshold: float = 0.5) -> dict:
+                    match_iou_threshold: float = 0.5, coco_backend: str = "auto") -> dict:
     """Metrics of ``detections`` (indexed like the dataset) against the dataset's ground truth.
 
     Returns ``{"mAP", "AP50", "per_class": {name: AP (NaN: no ground truth)}}`` and, for COCO,
     ``"stats"`` (the 12 COCOeval numbers), ``"summary"`` (COCOeval's text) and ``"results"``
-    (COCO results list with the original category ids).
+    (COCO results list with the original category ids), ``"coco_backend"`` (which COCOeval scored them:
+    ``coco_backend`` "auto" = faster-coco-eval if installed, else pycocotools; same numbers).
     """
     class_names = list(dataset.class_names)
     if is_coco_dataset(dataset):
-        m = evaluate_coco_dataset(dataset, detections)
+        m = evaluate_coco_dataset(dataset, detections, coco_backend)
         out = {"mAP": m["stats"][0], "AP50": m["stats"][1], "per_class": m["per_class"],
-               "stats": m["stats"], "summary": m["summary"], "results": m["results"]}
+               "stats": m["stats"], "summary": m["summary"], "results": m["results"],
+               "coco_backend": m["backend"]}
         out.update({f"coco/{n}": v for n, v in zip(STAT_NAMES, m["stats"])})
         return out
     ground_truth, _ = collect_ground_truth(dataset)
@@ -81,7 +83,7 @@ def compute_metrics(dataset: Any, detections: Sequence[ImageDetections], *, use_
 def evaluate(net: Any, dataset: Any, *, batch_size: int = 8, num_workers: int = 0,
              device: torch.device | str = "cpu", prob_threshold: float = 0.01, top_k: int = 100,
              nms_method: str = "hard", iou_threshold: float = 0.45, use_2007_metric: bool = False,
-             progress: bool = False, match_iou_threshold: float = 0.5) -> dict:
+             progress: bool = False, match_iou_threshold: float = 0.5, coco_backend: str = "auto") -> dict:
     """Detect on every image of ``dataset`` (batched) and score the detections.
 
     Args:
@@ -90,6 +92,7 @@ def evaluate(net: Any, dataset: Any, *, batch_size: int = 8, num_workers: int = 
         dataset: COCODataset / VOCDataset / OpenImagesDataset; only ``get_image``, the
             annotations and ``class_names`` are used (its transform is left alone).
         iou_threshold: NMS IoU; ``match_iou_threshold`` is the VOC detection/ground-truth IoU.
+        coco_backend: COCOeval implementation for COCO datasets (see ``compute_metrics``).
     Returns:
         compute_metrics' dict plus ``"images_per_s"``, ``"num_images"`` and ``"num_detections"``.
     """
@@ -106,7 +109,7 @@ def evaluate(net: Any, dataset: Any, *, batch_size: int = 8, num_workers: int = 
         if was_training and isinstance(net, torch.nn.Module):
             net.train()
     metrics = compute_metrics(dataset, detections, use_2007_metric=use_2007_metric,
-                              match_iou_threshold=match_iou_threshold)
+                              match_iou_threshold=match_iou_threshold, coco_backend=coco_backend)
     metrics["images_per_s"] = images_per_s
     metrics["num_images"] = len(detections)
     metrics["num_detections"] = int(sum(len(d) for d in detections))
