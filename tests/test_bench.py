@@ -30,6 +30,8 @@ BENCH_CASES = [
     # training speed: real DataLoader (0 and 1 workers) beside the compute-only bound
     pytest.param("bench/train.py", ["--cpu-smoke", "--nets", "mb2-ssd-lite", "--workers", "0", "1",
                                     "--threads", "1"], id="train"),
+    # COCO metrics: pycocotools vs faster-coco-eval on a tiny COCO-shaped problem (same numbers, both timed)
+    pytest.param("bench/coco_eval.py", ["--images", "40", "--dets-per-image", "20"], id="coco_eval"),
     # time to accuracy: calibration + budgeted train_ssd.py run + COCO evaluation, tiny budget and data
     pytest.param("bench/time_to_accuracy.py", ["--minutes", "0.4", "--train-images", "16", "--val-images", "4",
                                                "--", "--resolution", "64", "--batch-size", "8", "--workers", "0"],
