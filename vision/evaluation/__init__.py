@@ -1,4 +1,4 @@
-"""Detection metrics: batched inference over a dataset, then VOC AP or pycocotools' COCOeval.
+"""Detection metrics: batched inference over a dataset, then VOC AP or COCOeval (faster-coco-eval or pycocotools).
 
 ``evaluate(net, dataset)`` is the entry point shared by eval_ssd.py and train_ssd.py.
 """
