@@ -1,8 +1,8 @@
 """COCO protocol: detections in the COCO results format, scored by COCOeval.
 
 COCOeval comes from one of two backends with the same API and the same numbers:
-faster-coco-eval (C++ evaluate/accumulate, about 5x faster at COCO-val scale, so
-``--validation-mean-ap`` on real COCO costs seconds, not minutes) when it is installed,
+faster-coco-eval (C++ evaluate/accumulate, 5-8x faster at COCO-val scale by
+bench/coco_eval.py, which is what ``--validation-mean-ap`` on real COCO pays) when it is installed,
 else pycocotools, which stays the reference (``backend="pycocotools"``).
 
 Two category-id spaces meet here. Results files (what users keep, and what the test-dev
