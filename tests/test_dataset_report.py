@@ -154,3 +154,30 @@ def test_output_rules(yolo_data, tmp_path, capsys):
     assert run_main(dataset_report.main, ["--dataset", str(root), "--split", "test",
                                           "--output", str(out)]) == 2  # the synthetic yaml has no test split
     assert math.isfinite(json.loads((out / "report.json").read_text())["prior_coverage"]["overall"])
+
+
+def test_voc_and_open_images_are_reported_too(tmp_path):
+    """Boxes as training sees them: VOC difficult boxes out, Open Images' normalised boxes scaled."""
+    import cv2
+    voc = tmp_path / "voc"
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (voc / d).mkdir(parents=True)
+    for i, objects in enumerate([[("cat", 0), ("dog", 1)], [("dog", 0)]]):
+        cv2.imwrite(str(voc / "JPEGImages" / f"{i}.jpg"), np.full((100, 150, 3), 90, np.uint8))
+        objs = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>11</xmin><ymin>11</ymin>"
+                       f"<xmax>91</xmax><ymax>81</ymax></bndbox></object>" for n, d in objects)
+        (voc / "Annotations" / f"{i}.xml").write_text(f"<annotation>{objs}</annotation>")
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("0\n1\n")
+    (voc / "labels.txt").write_text("BACKGROUND\ncat\ndog\n")
+    rep, _ = report(["--dataset", voc], tmp_path / "v")
+    assert rep["dataset_type"] == "voc" and rep["images"] == 2 and rep["boxes"] == 2
+    assert {c["name"]: c["boxes"] for c in rep["classes"]} == {"cat": 1, "dog": 1}
+
+    oi = tmp_path / "oi"
+    (oi / "train").mkdir(parents=True)
+    cv2.imwrite(str(oi / "train" / "a.jpg"), np.full((100, 200, 3), 90, np.uint8))
+    (oi / "sub-train-annotations-bbox.csv").write_text(
+        "ImageID,XMin,XMax,YMin,YMax,ClassName\na,0.1,0.6,0.2,0.9,Apple\na,0.5,0.7,0.1,0.3,Pear\n")
+    rep, _ = report(["--dataset", oi], tmp_path / "o")
+    assert rep["dataset_type"] == "open_images" and rep["boxes"] == 2
+    assert rep["box_distribution"]["width_fraction_of_image"]["p100"] == pytest.approx(0.5, abs=1e-4)

@@ -279,3 +279,16 @@ def test_yolo_dataset_trains_and_evaluates_without_a_type_flag(tmp_path):
     summaries = list((tmp_path / "eval").glob("*.json"))
     assert summaries, "eval_ssd.py wrote no summary"
     assert any(json.loads(p.read_text()).get("num_images") == 4 for p in summaries)
+
+
+def test_header_size_follows_exif_rotation_like_the_decoder(tmp_path):
+    """Normalised YOLO boxes are scaled by the upright size: the header probe must agree with decoding."""
+    from PIL import Image
+    from vision.datasets.image_io import load_image_rgb
+    from vision.datasets.image_size import image_size
+    path = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    Image.new("RGB", (80, 40), (200, 10, 10)).save(path, exif=exif)
+    h, w = load_image_rgb(path).shape[:2]
+    assert image_size(path) == (w, h) == (40, 80)

@@ -241,7 +241,8 @@ def suggest_specs(boxes_px: np.ndarray, default_specs: Sequence[SSDSpec], image_
     higher resolution helps those). Per map, min/max size and aspect ratios are chosen by a
     search that maximises the boxes caught (IoU >= ``threshold`` with a prior at the nearest
     cell), starting from k-means of the boxes' aspect ratios; a map keeps its default when
-    the search finds nothing better. The number of aspect ratios per map stays the net's, so
+    the search finds nothing better, or when putting it back catches more boxes overall (so the
+    result never catches fewer of these boxes than ``default_specs``). The number of aspect ratios per map stays the net's, so
     the heads keep their shapes (and pretrained SSD weights still fit).
     """
     b = np.asarray(boxes_px, dtype=np.float64).reshape(-1, 4)
@@ -276,4 +277,27 @@ def suggest_specs(boxes_px: np.ndarray, default_specs: Sequence[SSDSpec], image_
             idx = rng.choice(idx, max_boxes_per_map, replace=False)
         box = (w[idx], h[idx], offsets[k][0][idx], offsets[k][1][idx])
         out.append(_fit_map(box, s, float(image_size), threshold))
-    return out
+    sample = np.arange(len(b)) if len(b) <= 50_000 else rng.choice(len(b), 50_000, replace=False)
+    return _keep_what_helps(out, specs, b[sample] / image_size, image_size, threshold)
+
+
+def _keep_what_helps(fitted: list[SSDSpec], default: list[SSDSpec], norm_boxes: np.ndarray, image_size: int,
+                     threshold: float) -> list[SSDSpec]:
+    """Each map fitted on its own boxes can still lose boxes another map's default caught: measure the
+    real coverage (all priors, the matcher's rule) and put a map's default back wherever that is not
+    worse, so the suggestion never covers fewer of these boxes than the defaults."""
+    from vision.ssd.prior_coverage import best_prior_iou
+
+    def caught(specs: list[SSDSpec]) -> int:
+        return int((best_prior_iou(norm_boxes, generate_ssd_priors(specs, image_size))[0] >= threshold).sum())
+
+    best = list(fitted)
+    score = caught(best)
+    for k in range(len(best)):
+        if best[k] is default[k]:
+            continue
+        trial = best[:k] + [default[k]] + best[k + 1:]
+        s = caught(trial)
+        if s > score:
+            best, score = trial, s
+    return best if score >= caught(list(default)) else list(default)
