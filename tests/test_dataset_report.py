@@ -181,3 +181,14 @@ def test_voc_and_open_images_are_reported_too(tmp_path):
     rep, _ = report(["--dataset", oi], tmp_path / "o")
     assert rep["dataset_type"] == "open_images" and rep["boxes"] == 2
     assert rep["box_distribution"]["width_fraction_of_image"]["p100"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_max_images_and_the_printed_list_of_uncaught_boxes(yolo_data, tmp_path, capsys):
+    root, _ = yolo_data
+    rep, _ = report(["--dataset", root, "--split", "train", "val", "--max-images", "4", "--list", "1",
+                     "--net", "mb1-ssd-lite", "--resolution", "160"], tmp_path)
+    assert rep["images"] == 8  # 4 of each split
+    uncaught = rep["uncaught_boxes"]
+    assert uncaught and all(u["best_iou"] < 0.5 for u in uncaught)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and "best IoU" in line]
+    assert len(printed) == 1 and uncaught[0]["image"] in printed[0]

@@ -70,6 +70,8 @@ def test_names_as_map_yaml_path_and_nc(tmp_path):
     ds = YOLODataset(root / "data.yaml", split="val")
     assert ds.class_names == ["BACKGROUND", "person", "bike", "car"]
     assert len(ds) == 1
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {'1': b, '0': a}\n")
+    assert YOLODataset(root).class_names == ["BACKGROUND", "a", "b"]
     (root / "data.yaml").write_text("train: images/train\nval: images/val\nnc: 4\nnames: [a, b]\n")
     with pytest.raises(UserError, match="nc is 4 but 'names' lists 2"):
         YOLODataset(root)

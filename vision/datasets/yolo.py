@@ -71,6 +71,8 @@ def _class_names(data: dict, src: Path) -> list[str]:
             raise UserError(f"{src}: no 'names' (the class list) and no 'nc'")
         names = [f"class{i}" for i in range(nc)]  # Ultralytics' fallback
     elif isinstance(names, dict):
+        # {0: a} in YAML; {"0": a} from JSON-minded exporters (Ultralytics converts those too)
+        names = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v for k, v in names.items()}
         keys = list(names)
         if not all(type(k) is int for k in keys) or sorted(keys) != list(range(len(keys))):
             raise UserError(f"{src}: 'names' as a map needs the keys 0..{len(keys) - 1}, got {keys[:10]}")
