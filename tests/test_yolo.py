@@ -294,3 +294,11 @@ def test_header_size_follows_exif_rotation_like_the_decoder(tmp_path):
     Image.new("RGB", (80, 40), (200, 10, 10)).save(path, exif=exif)
     h, w = load_image_rgb(path).shape[:2]
     assert image_size(path) == (w, h) == (40, 80)
+
+
+def test_synthetic_cli_writes_the_yolo_layout(tmp_path, capsys):
+    from vision.datasets import synthetic
+    assert run_main(synthetic.main, [str(tmp_path / "y"), "--format", "yolo", "--train", "3", "--val", "2"]) == 0
+    assert (tmp_path / "y" / "data.yaml").is_file() and len(YOLODataset(tmp_path / "y", split="val")) == 2
+    assert run_main(synthetic.main, [str(tmp_path / "z"), "--format", "yolo", "--fixed"]) == 2
+    assert "--fixed is for --format coco only" in capsys.readouterr().err

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from vision.datasets.base import DetectionDataset, Transform, TargetTransform, format_ids
+from vision.datasets.voc_dataset import IMAGE_EXTENSIONS
 from vision.utils.labels import BACKGROUND, normalize_class_names
 from vision.utils.misc import UserError
 
 log = logging.getLogger(__name__)
 
 YAML_NAMES = ("data.yaml", "data.yml")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 COORD_TOLERANCE = 1e-3  # labelling tools round; a value this far outside 0..1 is clipped, not refused
 SPLITS = ("train", "val", "test")
 LOGGED_BAD_LINES = 5
