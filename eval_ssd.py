@@ -21,7 +21,7 @@ from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, 
 
 log = logging.getLogger("eval_ssd")
 
-DATASET_TYPES = ("voc", "open_images", "coco")
+DATASET_TYPES = ("auto", "voc", "open_images", "coco", "yolo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size in pixels, square (default: the checkpoint's, else 300)")
     d = p.add_argument_group("data")
     d.add_argument("--dataset_type", "--dataset-type", dest="dataset_type", default=None, type=str.lower,
-                   choices=DATASET_TYPES, help="dataset format (default: the checkpoint's training setting, else voc)")
+                   choices=DATASET_TYPES, help="dataset format (default: the checkpoint's training setting, else auto: recognised "
+                        "from the folder)")
     d.add_argument("--dataset", "--data", dest="dataset", default=None,
                    help="dataset root (VOC: the folder with Annotations/ JPEGImages/ ImageSets/; "
                         "COCO: the folder with annotations/ val2017/ test2017/); default: the checkpoint's "
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
     """The evaluation split of ``args.dataset`` (test split for VOC/Open Images, as upstream)."""
+    from vision.training.dataset_folders import resolve_dataset_type
+
+    args.dataset_type = resolve_dataset_type(args.dataset_type, args.dataset)
+    if args.dataset_type == "yolo" and args.split == "val":
+        from vision.datasets.yolo import YOLODataset
+
+        return YOLODataset(args.dataset, split="val")
     root = Path(args.dataset)
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
@@ -116,8 +124,8 @@ def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
 def fill_dataset_args(args: argparse.Namespace, train_args: dict) -> None:
     """Take the dataset and its type from the training arguments when the flags do not give them."""
     if args.dataset_type is None:
-        t = str(train_args.get("dataset_type") or "voc").lower()
-        args.dataset_type = t if t in DATASET_TYPES else "voc"
+        t = str(train_args.get("dataset_type") or "auto").lower()
+        args.dataset_type = t if t in DATASET_TYPES else "auto"
     if args.dataset is None:
         for key in ("validation_dataset", "datasets", "data", "dataset"):
             v = train_args.get(key)

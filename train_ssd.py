@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset-type", "--dataset_type", default="coco", choices=DATASET_TYPES,
-                   help="dataset format")
+    g.add_argument("--dataset-type", "--dataset_type", default="auto", choices=DATASET_TYPES,
+                   help="dataset format (auto: recognised from the folder)")
     g.add_argument("--datasets", "--data", nargs="+", default=["coco-data"], metavar="DIR",
                    help="dataset folder(s); several are concatenated (same classes). COCO: DIR/annotations/"
                         "instances_train2017.json + DIR/train2017")

@@ -267,7 +267,8 @@ def test_pretrained_ssd_and_base_net_initialization(reference, tmp_path, capsys)
 def test_bad_input_is_one_line_and_exit_2(data, tmp_path, capsys):
     cases = [
         (["--datasets", tmp_path / "nope"], "dataset folder not found"),
-        (["--datasets", tmp_path], "annotation file not found"),
+        (["--datasets", tmp_path], "cannot tell the dataset type"),
+        (["--datasets", tmp_path, "--dataset-type", "coco"], "annotation file not found"),
         (["--resume", tmp_path], "no args.json"),
         (["--resume", tmp_path / "missing"], "not found"),
         (["--datasets", data, "--checkpoint-folder", data / "annotations" / "instances_train2017.json"],
@@ -310,7 +311,7 @@ def test_existing_run_folder_is_not_overwritten(data, reference, capsys):
     ["--betas", "0.9"], ["--workers", "-1"], ["--resolution", "8"], ["--weight-decay", "-0.1"],
     ["--t-max", "0"], ["--milestones", "80,40"], ["--warmup-epochs", "-1"], ["--keep-checkpoints", "0"],
     ["--grad-clip", "0"], ["--gamma", "2"], ["--mb2-width-mult", "0"], ["--optimizer", "rmsprop"],
-    ["--scheduler", "step"], ["--dataset-type", "yolo"], ["--validation-epochs", "0"],
+    ["--scheduler", "step"], ["--dataset-type", "darknet"], ["--validation-epochs", "0"],
 ])
 def test_numeric_and_choice_flags_are_validated(argv):
     import train_ssd
@@ -334,7 +335,7 @@ def test_upstream_spellings_and_aliases_parse():
     assert (args.optimizer, args.betas, args.milestones, args.pretrained_ssd) == ("sgd", [0.8, 0.99], [10, 20], "p")
     assert "lr" not in given and given["batch_size"] == 8  # only what the command line says
     defaults, _, _, _ = train_ssd.parse_args([])
-    assert (defaults.dataset_type, defaults.datasets, defaults.net) == ("coco", ["coco-data"], "mb2-ssd-lite")
+    assert (defaults.dataset_type, defaults.datasets, defaults.net) == ("auto", ["coco-data"], "mb2-ssd-lite")
 
 
 # ----------------------------------------------------------------------------- library pieces

@@ -1,4 +1,4 @@
-"""Detection datasets (COCO, VOC, Open Images), image decoding, batching and synthetic data.
+"""Detection datasets (COCO, VOC, Open Images, YOLO), image decoding, batching and synthetic data.
 
 Names are imported lazily so that e.g. ``python3 -m vision.datasets.synthetic``
 or ``import vision.datasets.image_io`` does not pay for importing torch.
@@ -12,10 +12,12 @@ _EXPORTS = {
     "COCODataset": "vision.datasets.coco_dataset",
     "VOCDataset": "vision.datasets.voc_dataset",
     "OpenImagesDataset": "vision.datasets.open_images",
+    "YOLODataset": "vision.datasets.yolo",
     "ImageDecodeError": "vision.datasets.image_io",
     "load_image_rgb": "vision.datasets.image_io",
     "collate_padded": "vision.datasets.collation",
     "generate_coco_dataset": "vision.datasets.synthetic",
+    "generate_yolo_dataset": "vision.datasets.synthetic",
 }
 __all__ = list(_EXPORTS)
 

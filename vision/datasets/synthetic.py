@@ -242,12 +242,13 @@ def _image_id(split: str, k: int) -> int:
 
 
 def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple[int, int],
-                 grayscale_index: int | None, quality: int) -> dict:
-    folder = out_dir / f"{split}2017"
+                 grayscale_index: int | None, quality: int, folder: Path | None = None) -> dict:
+    folder = folder if folder is not None else out_dir / f"{split}2017"
     folder.mkdir(parents=True, exist_ok=True)
     code = _SPLIT_CODE[split]
     images, annotations = [], []
-    stats = {"images": n, "annotations": 0, "boxes": 0, "crowd": 0, "empty_images": 0, "grayscale_images": []}
+    stats = {"images": n, "annotations": 0, "boxes": 0, "crowd": 0, "empty_images": 0, "grayscale_images": [],
+             "boxes_per_class": {c[1]: 0 for c in CLASSES}}
     # Fixed positions for the quirks so small splits always have them.
     forced_empty = 2 if split == "train" else 1
     forced_crowd = 3 if split == "train" else 2
@@ -296,6 +297,8 @@ def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple
                    "id": image_id * 10 + j}
             annotations.append(ann)
             stats["crowd" if ob["crowd"] else "boxes"] += 1
+            if not ob["crowd"]:
+                stats["boxes_per_class"][CLASSES[ob["class"]][1]] += 1
         stats["annotations"] = len(annotations)
     # COCO's images list is not in id order; loaders must not rely on it.
     perm = np.random.default_rng([seed, code, 1_000_003]).permutation(len(images))
@@ -364,6 +367,61 @@ def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, see
     return summary
 
 
+def generate_yolo_dataset(out_dir: str | Path, num_train: int, num_val: int, seed: int = 0,
+                          image_size: tuple[int, int] = (320, 240), jpeg_quality: int = 90,
+                          overwrite: bool = True) -> dict[str, Any]:
+    """The same pictures as ``generate_coco_dataset`` (same seed), in the YOLO (Ultralytics) layout.
+
+    Layout: data.yaml (names as a list), images/{train,val}/*.jpg, labels/{train,val}/*.txt with
+    ``class cx cy w h`` normalised lines, class = index in ``CLASSES``. Crowd regions are left out
+    (YOLO has no crowd flag; Ultralytics' COCO converter drops them too) and images without boxes
+    get no label file (background images). ``stats`` counts match what a reader must find.
+    """
+    if num_train < 0 or num_val < 0:
+        raise UserError(f"image counts must be >= 0, got train={num_train} val={num_val}")
+    if num_train + num_val == 0:
+        raise UserError("nothing to generate: both --train and --val are 0")
+    if len(image_size) != 2 or min(image_size) < 32:
+        raise UserError(f"image_size must be (width, height) of at least 32 px, got {image_size}")
+    out = Path(out_dir)
+    yaml_file = out / "data.yaml"
+    if not overwrite and yaml_file.exists():
+        raise UserError(f"{yaml_file} already exists (use overwrite to replace it)")
+    summary: dict[str, Any] = {"out_dir": str(out), "seed": seed, "image_size": list(image_size),
+                               "names": [c[1] for c in CLASSES], "splits": {}, "yaml": str(yaml_file)}
+    index_of = {c[0]: k for k, c in enumerate(CLASSES)}
+    for split, n in (("train", num_train), ("val", num_val)):
+        gray = min(1, n - 1) if split == "train" and n > 0 else (0 if split == "val" and num_train == 0 else None)
+        data = _write_split(out, split, n, seed, tuple(image_size), gray, jpeg_quality,
+                            folder=out / "images" / split)
+        sizes = {im["id"]: (im["width"], im["height"], im["file_name"]) for im in data["images"]}
+        lines: dict[int, list[str]] = {}
+        for a in data["annotations"]:
+            if a["iscrowd"]:
+                continue
+            w, h, _ = sizes[a["image_id"]]
+            x, y, bw, bh = a["bbox"]
+            lines.setdefault(a["image_id"], []).append(
+                f"{index_of[a['category_id']]} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} "
+                f"{bw / w:.6f} {bh / h:.6f}")
+        label_dir = out / "labels" / split
+        label_dir.mkdir(parents=True, exist_ok=True)
+        for image_id, rows in lines.items():
+            stem = sizes[image_id][2].rsplit(".", 1)[0]
+            with atomic_write(label_dir / f"{stem}.txt", fsync=False) as f:
+                f.write("\n".join(rows) + "\n")
+        st = data["stats"]
+        st["background_images"] = n - len(lines)
+        summary["splits"][split] = st
+    names = "".join(f"  - {c[1]}\n" for c in CLASSES)
+    with atomic_write(yaml_file) as f:
+        f.write(f"# pytorch-ssd synthetic shapes (YOLO layout), seed {seed}\n"
+                f"path: .\ntrain: images/train\nval: images/val\nnc: {len(CLASSES)}\nnames:\n{names}")
+    log.info("synthetic YOLO dataset in %s: train %d images / %d boxes, val %d images / %d boxes",
+             out, num_train, summary["splits"]["train"]["boxes"], num_val, summary["splits"]["val"]["boxes"])
+    return summary
+
+
 # ----------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
@@ -371,7 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write a small synthetic detection dataset in COCO 2017 layout (coloured shapes on "
                     "textured backgrounds, 6 classes with COCO-style gapped ids). Useful for smoke tests "
                     "and for trying the training pipeline without downloading COCO.")
-    p.add_argument("out", help="output folder (gets annotations/, train2017/, val2017/)")
+    p.add_argument("out", help="output folder (gets annotations/, train2017/, val2017/; with --format yolo: "
+                               "data.yaml, images/, labels/)")
+    p.add_argument("--format", choices=("coco", "yolo"), default="coco",
+                   help="dataset layout: coco (COCO 2017) or yolo (Ultralytics data.yaml + labels/*.txt; "
+                        "crowd regions are left out) (default coco)")
     p.add_argument("--train", type=non_negative_int, default=200, help="number of training images (default 200)")
     p.add_argument("--val", type=non_negative_int, default=50, help="number of validation images (default 50)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed; same seed, same files (default 0)")
@@ -385,8 +447,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_log_level_arg(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    size = (args.image_size[0], args.image_size[1])
+    if args.format == "yolo":
+        if args.fixed:
+            raise UserError("--fixed is for --format coco only")
+        summary = generate_yolo_dataset(args.out, args.train, args.val, seed=args.seed, image_size=size,
+                                        jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite)
+        for split, st in summary["splits"].items():
+            print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['background_images']} background "
+                  f"images -> {summary['yaml']}")
+        return 0
     summary = generate_coco_dataset(args.out, args.train, args.val, seed=args.seed, fixed=args.fixed,
-                                    image_size=(args.image_size[0], args.image_size[1]),
+                                    image_size=size,
                                     jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite)
     for split, st in summary["splits"].items():
         print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['crowd']} crowd regions, "

@@ -5,6 +5,7 @@ A missing folder or COCO annotation file, or a dataset with no images, is a one-
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,7 +13,20 @@ from torch.utils.data import Dataset
 
 from vision.utils.misc import UserError
 
-DATASET_TYPES = ("coco", "voc", "open_images")
+log = logging.getLogger(__name__)
+
+DATASET_TYPES = ("auto", "coco", "voc", "open_images", "yolo")
+
+
+def resolve_dataset_type(dataset_type: str, root: str | os.PathLike) -> str:
+    """``auto`` -> the type recognised from the folder (logged); any other type as given."""
+    if dataset_type != "auto":
+        return dataset_type
+    from vision.datasets.detect_type import detect_dataset_type
+
+    kind, evidence = detect_dataset_type(root)
+    log.info("dataset type: %s (detected from %s)", kind, evidence)
+    return kind
 
 
 def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str) -> None:
@@ -22,7 +36,7 @@ def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str)
     and the ``{split}2017`` image folder.
     """
     root = Path(root)
-    if not root.is_dir():
+    if not root.is_dir() and not (dataset_type == "yolo" and root.is_file()):  # YOLO: DIR or DIR/data.yaml
         raise UserError(f"dataset folder not found: {root}")
     if dataset_type == "coco":
         ann = root / "annotations" / f"instances_{split}2017.json"
@@ -42,6 +56,7 @@ def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, tran
     """
     from vision.datasets import COCODataset, OpenImagesDataset, VOCDataset
 
+    dataset_type = resolve_dataset_type(dataset_type, root)
     check_dataset_folder(dataset_type, root, split)
     root = str(root)
     train = split == "train"
@@ -55,6 +70,11 @@ def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, tran
             ds = OpenImagesDataset(root, transform=transform, target_transform=target_transform,
                                    dataset_type="train" if train else "test",
                                    balance_data=balance_data and train)
+        elif dataset_type == "yolo":
+            from vision.datasets.yolo import YOLODataset
+
+            ds = YOLODataset(root, transform=transform, target_transform=target_transform, split=split,
+                             keep_empty=keep_empty)
         else:
             raise UserError(f"unknown dataset type {dataset_type!r}; expected one of {', '.join(DATASET_TYPES)}")
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:

@@ -1,0 +1,62 @@
+"""Tell a dataset's format from its folder, for ``--dataset-type auto``.
+
+Why: users who export from a labelling tool should not have to know which of
+four names their layout has. Each format is recognised by the file it cannot
+do without; a folder that matches none, or more than one, is refused in one
+line that says what was looked for, so the user passes ``--dataset-type``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vision.utils.misc import UserError
+
+# (type, what is looked for, in words)
+SIGNATURES: tuple[tuple[str, str], ...] = (
+    ("coco", "annotations/instances_*.json"),
+    ("voc", "Annotations/ + JPEGImages/"),
+    ("open_images", "sub-*-annotations-bbox.csv"),
+    ("yolo", "data.yaml (or a path to a .yaml file)"),
+)
+
+
+def _evidence(root: Path) -> dict[str, Path]:
+    from vision.datasets.yolo import YAML_NAMES
+
+    found: dict[str, Path] = {}
+    coco = sorted((root / "annotations").glob("instances_*.json")) if (root / "annotations").is_dir() else []
+    if coco:
+        found["coco"] = coco[0]
+    if (root / "Annotations").is_dir() and (root / "JPEGImages").is_dir():
+        found["voc"] = root / "Annotations"
+    oi = sorted(root.glob("sub-*-annotations-bbox.csv"))
+    if oi:
+        found["open_images"] = oi[0]
+    for name in YAML_NAMES:
+        if (root / name).is_file():
+            found["yolo"] = root / name
+            break
+    return found
+
+
+def detect_dataset_type(path: str | os.PathLike) -> tuple[str, Path]:
+    """(dataset type, the file or folder that gave it away); ``UserError`` when not exactly one fits."""
+    root = Path(path)
+    if root.is_file():
+        if root.suffix.lower() in (".yaml", ".yml"):
+            return "yolo", root
+        raise UserError(f"cannot tell the dataset type of file {root}: only a YOLO .yaml may be given as a "
+                        f"file; pass the dataset folder")
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found: {root}")
+    found = _evidence(root)
+    if len(found) == 1:
+        (kind, where), = found.items()
+        return kind, where
+    looked = "; ".join(f"{what} ({kind})" for kind, what in SIGNATURES)
+    if not found:
+        raise UserError(f"cannot tell the dataset type of {root}: looked for {looked}; found none "
+                        f"(pass --dataset-type)")
+    both = " and ".join(f"{kind} ({where})" for kind, where in found.items())
+    raise UserError(f"{root} is ambiguous: it looks like {both}; pass --dataset-type to choose")

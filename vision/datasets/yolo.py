@@ -1,0 +1,374 @@
+"""YOLO (Ultralytics) layout reader: what Roboflow, CVAT, Label Studio and Ultralytics export.
+
+``DIR/data.yaml`` (or the path of the yaml itself) names the splits and classes::
+
+    path: .            # dataset root, relative to the yaml's folder (default: that folder)
+    train: images/train        # a folder of images, a .txt list of image paths, or a list of those
+    val: images/val
+    test: images/test          # optional
+    names: [cat, dog]          # or {0: cat, 1: dog}; nc (optional) must agree
+
+Labels live where Ultralytics looks for them: the image path with its last
+``/images/`` replaced by ``/labels/`` and the extension by ``.txt``; one line per
+box ``class cx cy w h``, normalised to 0..1, class 0-based. Lines with more
+columns and an odd count (``class x1 y1 x2 y2 ...``, a segmentation polygon) become
+the polygon's bounding box, as Ultralytics does. An image without a label file, or
+with an empty one, is a background image.
+
+Bad lines (wrong column count, non-numbers, class out of range, values outside
+0..1 by more than ``COORD_TOLERANCE``, zero or negative size) are skipped and
+counted; the first few are logged with ``file:line``, all are kept in
+``bad_lines``. Values outside 0..1 within the tolerance are clipped. A missing or
+malformed yaml, or a split that is not there, is a one-line ``UserError``.
+
+Roboflow writes ``train: ../train/images`` next to a yaml that sits in the dataset
+folder itself; as Ultralytics does, a relative entry starting with ``../`` that
+does not exist is retried without it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+import numpy as np
+
+from vision.datasets.base import DetectionDataset, Transform, TargetTransform, format_ids
+from vision.datasets.voc_dataset import IMAGE_EXTENSIONS
+from vision.utils.labels import BACKGROUND, normalize_class_names
+from vision.utils.misc import UserError
+
+log = logging.getLogger(__name__)
+
+YAML_NAMES = ("data.yaml", "data.yml")
+COORD_TOLERANCE = 1e-3  # labelling tools round; a value this far outside 0..1 is clipped, not refused
+SPLITS = ("train", "val", "test")
+LOGGED_BAD_LINES = 5
+
+
+def find_yaml(path: str | os.PathLike) -> Path:
+    """The data.yaml a user means by ``path`` (the file itself, or a folder holding one)."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() not in (".yaml", ".yml"):
+            raise UserError(f"YOLO dataset: {p} is not a .yaml file")
+        return p
+    if not p.is_dir():
+        raise UserError(f"YOLO dataset not found: {p}")
+    for name in YAML_NAMES:
+        if (p / name).is_file():
+            return p / name
+    raise UserError(f"YOLO dataset {p}: no {' or '.join(YAML_NAMES)} in the folder")
+
+
+def _class_names(data: dict, src: Path) -> list[str]:
+    names = data.get("names")
+    nc = data.get("nc")
+    if nc is not None and (type(nc) is not int or nc < 1):
+        raise UserError(f"{src}: 'nc' must be a positive integer, got {nc!r}")
+    if names is None:
+        if nc is None:
+            raise UserError(f"{src}: no 'names' (the class list) and no 'nc'")
+        names = [f"class{i}" for i in range(nc)]  # Ultralytics' fallback
+    elif isinstance(names, dict):
+        # {0: a} in YAML; {"0": a} from JSON-minded exporters (Ultralytics converts those too)
+        names = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v for k, v in names.items()}
+        keys = list(names)
+        if not all(type(k) is int for k in keys) or sorted(keys) != list(range(len(keys))):
+            raise UserError(f"{src}: 'names' as a map needs the keys 0..{len(keys) - 1}, got {keys[:10]}")
+        names = [names[i] for i in range(len(keys))]
+    elif not isinstance(names, list):
+        raise UserError(f"{src}: 'names' must be a list or a {{index: name}} map, got {type(names).__name__}")
+    if not names:
+        raise UserError(f"{src}: 'names' is empty")
+    bad = [i for i, n in enumerate(names) if not isinstance(n, (str, int, float)) or not str(n).strip()]
+    if bad:
+        raise UserError(f"{src}: class {bad[0]} has no usable name ({names[bad[0]]!r})")
+    names = [str(n).strip() for n in names]
+    if nc is not None and nc != len(names):
+        raise UserError(f"{src}: nc is {nc} but 'names' lists {len(names)} classes")
+    if BACKGROUND in names:
+        raise UserError(f"{src}: class {names.index(BACKGROUND)} is named {BACKGROUND}, the name reserved for "
+                        f"class 0 of the SSD (rename it)")
+    return normalize_class_names([BACKGROUND] + names, source=str(src))
+
+
+def read_data_yaml(path: str | os.PathLike) -> tuple[Path, dict, Path, list[str]]:
+    """(yaml file, its content, dataset root, class names with BACKGROUND first)."""
+    import yaml
+
+    src = find_yaml(path)
+    try:
+        data = yaml.safe_load(src.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UserError(f"{src}: not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{src}{where}: malformed YAML ({problem})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {src}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{src}: expected a mapping with train/val/names, got {type(data).__name__}")
+    root_value = data.get("path")
+    if root_value is None or str(root_value).strip() == "":
+        root = src.parent
+    else:
+        root = Path(str(root_value)).expanduser()
+        if not root.is_absolute():
+            root = src.parent / root
+    return src, data, root, _class_names(data, src)
+
+
+def label_path(image_path: str | os.PathLike) -> Path:
+    """Ultralytics' rule: the last ``/images/`` of the path becomes ``/labels/``, extension ``.txt``."""
+    s = str(image_path)
+    a, b = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if a in s:
+        head, tail = s.rsplit(a, 1)
+        s = head + b + tail
+    return Path(os.path.splitext(s)[0] + ".txt")
+
+
+def _resolve(root: Path, entry: str) -> Path:
+    p = Path(entry).expanduser()
+    if p.is_absolute():
+        return p
+    q = root / p
+    if not q.exists() and entry.startswith("../"):
+        alt = root / entry[3:]  # Roboflow's "../train/images" next to a yaml inside the dataset folder
+        if alt.exists():
+            return alt
+    return q
+
+
+def _images_in(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                out.append(Path(dirpath) / name)
+    return out
+
+
+def split_images(src: Path, data: dict, root: Path, split: str) -> list[Path]:
+    """The image files of ``split`` (folders walked recursively, .txt lists read), in a stable order."""
+    value = data.get(split)
+    if value is None or value == "" or value == []:
+        raise UserError(f"{src}: no '{split}' split (the yaml has: "
+                        f"{', '.join(k for k in SPLITS if data.get(k)) or 'none of train/val/test'})")
+    entries = value if isinstance(value, list) else [value]
+    images: list[Path] = []
+    for entry in entries:
+        if not isinstance(entry, (str, int, float)):
+            raise UserError(f"{src}: '{split}' entries must be paths, got {entry!r}")
+        p = _resolve(root, str(entry))
+        if p.is_dir():
+            found = _images_in(p)
+            if not found:
+                raise UserError(f"{src}: '{split}' folder {p} holds no images")
+            images += found
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            try:
+                lines = p.read_text(encoding="utf-8-sig").splitlines()
+            except UnicodeDecodeError:
+                raise UserError(f"{p}: image list is not UTF-8 text") from None
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    q = Path(line).expanduser()
+                    images.append(q if q.is_absolute() else p.parent / q)
+        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(p)
+        else:
+            raise UserError(f"{src}: '{split}' path not found: {p}")
+    seen: set[str] = set()
+    unique = []
+    for im in images:
+        key = os.path.normpath(str(im))
+        if key not in seen:
+            seen.add(key)
+            unique.append(Path(key))
+    return unique
+
+
+def _parse_line(line: str, num_classes: int) -> tuple[int, float, float, float, float] | str:
+    """(class, x1, y1, x2, y2) normalised, or the reason the line is bad."""
+    parts = line.split()
+    if len(parts) != 5 and not (len(parts) >= 7 and len(parts) % 2 == 1):
+        return f"expected 5 values 'class cx cy w h' (or a polygon), got {len(parts)}"
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        return "not a number: " + next(v for v in parts if not _is_float(v))[:40]
+    c = values[0]
+    if not math.isfinite(c) or c != int(c):
+        return f"class {parts[0]} is not an integer"
+    c = int(c)
+    if not 0 <= c < num_classes:
+        return f"class {c} out of range 0..{num_classes - 1}"
+    coords = values[1:]
+    if not all(math.isfinite(v) and -COORD_TOLERANCE <= v <= 1 + COORD_TOLERANCE for v in coords):
+        return f"value outside 0..1: {' '.join(parts[1:])[:60]}"
+    coords = [min(max(v, 0.0), 1.0) for v in coords]
+    if len(coords) == 4:
+        cx, cy, w, h = coords
+        if w <= 0 or h <= 0:
+            return f"zero or negative size (w {parts[3]}, h {parts[4]})"
+        x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    else:
+        xs, ys = coords[0::2], coords[1::2]
+        x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+        if x2 <= x1 or y2 <= y1:
+            return "polygon with zero width or height"
+    return c, max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+class YOLODataset(DetectionDataset):
+    """YOLO-layout detection dataset (same interface as COCO / VOC / Open Images here).
+
+    ``root``: the dataset folder holding ``data.yaml``, or the yaml file. ``split``:
+    ``train``, ``val`` or ``test`` (the yaml's keys). ``keep_empty``: background images
+    (no label file, or no usable line) stay as pure-background samples; False drops them.
+    ``get_annotation(i)`` -> (image path relative to the root when possible, (boxes float32
+    [K,4] corner pixels, labels int64 [K] in 1..C-1, is_difficult uint8 [K] all zero)); it
+    reads the image's header to learn its size.
+    """
+
+    def __init__(self, root: str | os.PathLike, transform: Transform | None = None,
+                 target_transform: TargetTransform | None = None, split: str = "train",
+                 keep_empty: bool = True) -> None:
+        super().__init__(transform, target_transform)
+        split = str(split).strip().lower()
+        if split not in SPLITS:
+            raise UserError(f"YOLO split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.yaml_file, data, self.root, self.class_names = read_data_yaml(root)
+        self.split = split
+        self.keep_empty = keep_empty
+        self.class_dict = {n: i for i, n in enumerate(self.class_names)}
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self.bad_lines: list[tuple[str, int, str]] = []  # (label file, line number, reason)
+        self._load(split_images(self.yaml_file, data, self.root, split))
+
+    def _load(self, images: list[Path]) -> None:
+        n_classes = len(self.class_names) - 1
+        self.image_ids: list[str] = []
+        self._paths: list[Path] = []
+        self._boxes: list[np.ndarray] = []  # normalised corner form [K,4]
+        self._labels: list[np.ndarray] = []
+        counts = {"listed": len(images), "missing_images": 0, "background": 0, "background_dropped": 0,
+                  "no_label_file": 0, "boxes": 0, "bad_lines": 0, "duplicate_lines": 0}
+        missing: list[str] = []
+        for image in images:
+            if not image.is_file():
+                counts["missing_images"] += 1
+                missing.append(str(image))
+                continue
+            rows = self._read_labels(label_path(image), n_classes, counts)
+            if not rows:
+                counts["background"] += 1
+                if not self.keep_empty:
+                    counts["background_dropped"] += 1
+                    continue
+            arr = np.array([r[1:] for r in rows], dtype=np.float32).reshape(-1, 4)
+            self.image_ids.append(self._image_id(image))
+            self._paths.append(image)
+            self._boxes.append(arr)
+            self._labels.append(np.array([r[0] + 1 for r in rows], dtype=np.int64))
+            counts["boxes"] += len(rows)
+        counts["images"] = len(self.image_ids)
+        self.stats = counts
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} listed images not found (e.g. {format_ids(missing, 3)})")
+        if counts["bad_lines"]:
+            problems.append(f"{counts['bad_lines']} bad label lines skipped (first: "
+                            f"{self.bad_lines[0][0]}:{self.bad_lines[0][1]}: {self.bad_lines[0][2]})")
+        if counts["duplicate_lines"]:
+            problems.append(f"{counts['duplicate_lines']} duplicate label lines ignored")
+        empty = f"{counts['background']} background images " + \
+            ("kept" if self.keep_empty else "dropped")
+        msg = (f"YOLO {self.yaml_file} ({self.split}): {counts['images']} of {counts['listed']} images "
+               f"({empty}), {counts['boxes']} boxes, {n_classes} classes"
+               + ("; " + "; ".join(problems) if problems else ""))
+        (log.warning if problems else log.info)(msg)
+        if not self.image_ids:
+            raise UserError(f"YOLO dataset {self.yaml_file} ({self.split}): no usable images "
+                            f"({counts['listed']} listed, {counts['missing_images']} not found, "
+                            f"{counts['background_dropped']} background images dropped)")
+
+    def _image_id(self, image: Path) -> str:
+        try:
+            return image.relative_to(self.root).as_posix()
+        except ValueError:
+            return image.as_posix()
+
+    def _bad(self, file: Path, line: int, reason: str, counts: dict) -> None:
+        counts["bad_lines"] += 1
+        self.bad_lines.append((str(file), line, reason))
+        if len(self.bad_lines) <= LOGGED_BAD_LINES:
+            log.warning("%s:%d: %s; line skipped", file, line, reason)
+
+    def _read_labels(self, file: Path, n_classes: int, counts: dict) -> list[tuple]:
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            counts["no_label_file"] += 1
+            return []
+        except UnicodeDecodeError:
+            self._bad(file, 1, "label file is not UTF-8 text", counts)
+            return []
+        except OSError as e:
+            raise UserError(f"cannot read label file {file}: {e.strerror or e}") from None
+        rows: list[tuple] = []
+        seen: set[tuple] = set()
+        for k, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            r = _parse_line(line, n_classes)
+            if isinstance(r, str):
+                self._bad(file, k, r, counts)
+                continue
+            if r in seen:
+                counts["duplicate_lines"] += 1
+                continue
+            seen.add(r)
+            rows.append(r)
+        return rows
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_path(self, index: int) -> Path:
+        return self._paths[index]
+
+    def normalized_target(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes float32 [K,4] corner form in 0..1 of the image, labels int64 [K])."""
+        index = self._check_index(index)
+        return self._boxes[index].copy(), self._labels[index].copy()
+
+    def get_annotation(self, index: int) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        index = self._check_index(index)
+        if index not in self._sizes:
+            from vision.datasets.image_size import image_size
+
+            self._sizes[index] = image_size(self.image_path(index))
+        boxes, labels = self._target(index, *self._sizes[index])
+        return self.image_ids[index], (boxes, labels.copy(), np.zeros(len(labels), dtype=np.uint8))
+
+    def _target(self, index: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        self._sizes[index] = (width, height)
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        return self._boxes[index] * scale, self._labels[index]
+
