@@ -12,13 +12,21 @@ Result (what COCODataset and the other scripts expect)::
 Interrupted downloads resume (HTTP Range into NAME.zip.part); transient network
 errors are retried with backoff; free disk space is checked first; each archive
 is extracted into a temp folder, moved into place and only then marked done
-(``coco-data/.extracted-NAME.zip``), so running it again skips finished work.
+(``coco-data/.extracted-NAME.zip``), so running it again skips finished work. A
+marker counts only while the folders it vouches for exist, and no archive member
+may create one (or any other state name of these tools). A download counts only
+when its length matches and the zip's directory reads; an HTML answer is refused;
+a bad zip under the final name is moved to ``NAME.zip.bad`` and fetched next run.
+A connection is failed by ``--timeout`` seconds without data or by less than
+``--min-rate`` bytes/s over that long. Ctrl-C ends at once (a second one quits
+without waiting); one run per folder at a time (``.download.lock``).
 
 Exit codes: 0 ok (or nothing to do); 1 a download or extraction failed (HTTP 404
-or another 4xx, size mismatch, retries used up, corrupt or unsafe zip, not enough
-disk space) -- the message names the URL or file; 2 bad usage (unknown split,
-malformed --base-url). A 404 is exit 1 even with --base-url: the server answered,
-we cannot tell a wrong mirror from a mirror missing one file.
+or another 4xx, HTML answer, size mismatch, retries used up, corrupt or unsafe zip,
+not enough disk space, another run holds the folder) -- the message names the URL
+or file; 2 bad usage (unknown split, malformed --base-url, --path is a file). A 404
+is exit 1 even with --base-url: the server answered, we cannot tell a wrong mirror
+from a mirror missing one file.
 """
 from __future__ import annotations
 

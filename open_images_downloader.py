@@ -14,16 +14,20 @@ What it writes under --data (upstream's layout)::
     labels.txt                         BACKGROUND + the classes, sorted (the dataset's label order)
     download-report.json               what failed in the last run
 
-Metadata downloads resume and are cached; pictures download in parallel threads,
-each retried with backoff, then skipped and listed in the report (the run goes
-on). A picture is written under its final name only when complete. Running it
-again downloads only what is missing. The sub-*.csv files list only pictures
-that are on disk, so training never meets a missing file.
+Metadata downloads resume and are cached (a cached CSV without its header or with
+a cut last line is moved to NAME.bad and fetched again); pictures download in
+parallel threads, each retried with backoff, then skipped and listed in the report
+(the run goes on). A picture is written under its final name only when complete:
+a JPEG/PNG that decodes fully (an HTML answer or a cut body is a failure). Running
+it again checks the pictures on disk and downloads only what is missing or damaged.
+The sub-*.csv files list only pictures that are on disk, so training never meets a
+missing file. One run per --data folder at a time.
 
 Exit codes: 0 done (pictures missing on the server -- HTTP 403/404/410 -- are
 skipped and reported, not retried); 1 some pictures failed for other reasons
-(run again to retry them) or metadata could not be downloaded; 2 bad usage
-(unknown class name, with the closest names suggested).
+(run again to retry them), metadata could not be downloaded, the chosen classes
+have no boxes (nothing to train on), or another run holds the folder; 2 bad usage
+(unknown class name, with the closest names suggested; --data is a file).
 """
 from __future__ import annotations
 

@@ -4,8 +4,11 @@ Shared by ``coco_downloader.py`` and ``open_images_downloader.py``. Why it is mo
 than ``requests.get``: COCO's archives are tens of GB, so a dropped connection
 must resume where it stopped (HTTP ``Range`` into ``NAME.part``), transient
 server errors must be retried with backoff, the final name must only ever hold a
-complete file, and an archive must never write outside its target folder
-(zip-slip), create symlinks, or leave a half-extracted folder that looks done.
+complete file (length checked, or the content when the length is unknown; never
+an HTML page), a stalled or trickling connection must fail and a Ctrl-C must end
+it at once, two runs must not share a folder, and an archive must never write
+outside its target folder (zip-slip), create symlinks, forge the tools' state
+files, or leave a half-extracted folder that looks done.
 
 Library code: no CLI parsing; errors are ``Failure`` (exit 1) subclasses that
 name the URL or file, so scripts can let them through ``run_main``.
