@@ -105,6 +105,8 @@ def fetch(url: str, dest: Path, retry: dl.RetryPolicy, columns: Sequence[str] = 
     def verify(path: Path) -> str | None:
         return csv_problem(path, columns)
 
+    if dest.is_dir():
+        raise UserError(f"{dest} is a folder; the downloader keeps {dest.name} there (move the folder away)")
     if dest.is_file():
         problem = verify(dest)
         if problem is None:
@@ -341,6 +343,8 @@ def download_images(jobs: list[tuple[str, str]], root: Path, images_base_url: st
     """
     res = ImageResults()
     for split in {s for s, _ in jobs}:
+        if (root / split).exists() and not (root / split).is_dir():
+            raise UserError(f"{root / split} is a file; the pictures of {split} go into a folder of that name")
         (root / split).mkdir(parents=True, exist_ok=True)
     local = threading.local()
 

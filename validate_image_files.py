@@ -256,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     abs_folder = Path(os.path.abspath(folder))
     invalid_dir = abs_folder.with_name(abs_folder.name + "_invalid")
     report_path = Path(args.report) if args.report else invalid_dir / "report.json"
+    if args.action == "quarantine" and invalid_dir.exists() and not invalid_dir.is_dir():
+        raise UserError(f"{invalid_dir} is a file; bad images are moved into a folder of that name "
+                        "(move the file away or use --action report)")
 
     all_files = list(iter_files(folder))
     files = [f for f in all_files if is_image_name(f)]

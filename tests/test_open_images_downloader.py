@@ -333,3 +333,16 @@ def test_data_is_a_file_and_lock(http_server, tmp_path):
     with dl.folder_lock(data):
         r = run_script(http_server, data, "--class-names", "Apple")
     assert r.returncode == 1 and "another download is running" in r.stderr
+
+
+def test_wrong_kind_of_path_inside_data(http_server, tmp_path):
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    (data / "class-descriptions-boxable.csv").mkdir(parents=True)
+    r = run_script(http_server, data, "--class-names", "Apple")
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+    data = tmp_path / "e"
+    data.mkdir()
+    (data / "train").write_text("x")
+    r = run_script(http_server, data, "--class-names", "Apple", "--splits", "train")
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr

@@ -212,3 +212,11 @@ def test_wrong_kind_of_path(tmp_path):
     r = run_script("--path", str(d), "--report", str(tmp_path))
     assert r.returncode == 2 and "is a folder" in r.stderr
     assert all((d / n).exists() for n in BAD), "refused before touching anything"
+
+
+def test_quarantine_folder_is_a_file(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    (tmp_path / "imgs_invalid").write_text("x")
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+    assert all((d / n).exists() for n in BAD)
