@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds before the first retry, doubled each time up to 60 s (default: 2)")
     p.add_argument("--timeout", type=float_range(0, 86400), default=60.0,
                    help="seconds without data before a connection counts as failed (default: 60; at most a day)")
-    p.add_argument("--min-rate", type=non_negative_float, default=dl.DEFAULT_MIN_RATE, metavar="BYTES_PER_S",
+    p.add_argument("--min-rate", type=float_range(0, 1e12, lo_open=False), default=dl.DEFAULT_MIN_RATE, metavar="BYTES_PER_S",
                    help="a connection slower than this over --timeout seconds counts as failed and is retried "
                         f"(a server trickling bytes never trips the idle timeout; default: {dl.DEFAULT_MIN_RATE:.0f}; "
                         "0 = no minimum)")

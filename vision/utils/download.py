@@ -481,7 +481,7 @@ def download_file(url: str, dest: str | os.PathLike, *, session: requests.Sessio
 
 
 def run_parallel(tasks: Sequence[T], work: Callable[[T, threading.Event], object], workers: int,
-                 on_done: Callable[[T, BaseException | None], None], grace: float = 3.0) -> None:
+                 on_done: Callable[[T, BaseException | None], None], grace: float = 2.0) -> None:
     """Run ``work(task, stop)`` for every task in ``workers`` threads; ``on_done(task, error)``
     in the calling thread as each ends.
 
