@@ -470,9 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, requested, root, retry)
 
 
-def _run(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.RetryPolicy) -> int:
-    splits = list(dict.fromkeys(args.splits))
-
+def _select(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.RetryPolicy,
+            splits: list[str]) -> tuple[list[str], dict[str, list[list[str]]]]:
+    """Fetch the metadata and choose the boxes: (sorted class names, {split: rows})."""
     class_file = fetch(dl.url_join(args.base_url, CLASS_FILE), root / CLASS_FILE, retry)
     known = read_class_descriptions(class_file)
     classes = resolve_class_names(requested, known, str(class_file))
@@ -500,7 +500,25 @@ def _run(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.R
             rows_by_split[split] = [r for r in rows_by_split[split] if r[0] in chosen]
         log.info("--max-images %d: %s", args.max_images,
                  ", ".join(f"{s} {len({r[0] for r in rows_by_split[s]})}" for s in splits))
+    return classes, rows_by_split
 
+
+def _write_labels(root: Path, classes: list[str]) -> None:
+    labels_path = root / "labels.txt"
+    labels = [BACKGROUND] + classes
+    if labels_path.is_file():
+        try:
+            old = read_labels(labels_path)
+        except UserError:
+            old = None
+        if old != labels:
+            log.warning("replacing %s (it listed %s)", labels_path, old)
+    write_labels(labels_path, labels)
+
+
+def _run(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.RetryPolicy) -> int:
+    splits = list(dict.fromkeys(args.splits))
+    classes, rows_by_split = _select(args, requested, root, retry, splits)
     print_table("Selected pictures and boxes:", count_table(rows_by_split, classes))
     if args.stats_only:
         return 0
@@ -518,16 +536,7 @@ def _run(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.R
         write_sub_csv(root / f"sub-{split}-annotations-bbox.csv", kept)
         if not kept:
             log.warning("%s: no pictures of these classes; sub-%s-annotations-bbox.csv is empty", split, split)
-    labels_path = root / "labels.txt"
-    labels = [BACKGROUND] + classes
-    if labels_path.is_file():
-        try:
-            old = read_labels(labels_path)
-        except UserError:
-            old = None
-        if old != labels:
-            log.warning("replacing %s (it listed %s)", labels_path, old)
-    write_labels(labels_path, labels)
+    _write_labels(root, classes)
     missing = [f for f in res.failed if f["missing_on_server"]]
     failed = [f for f in res.failed if not f["missing_on_server"]]
     atomic_write_json(root / "download-report.json", {

@@ -215,6 +215,33 @@ def _merge_previous(report_path: Path, entries: list[dict]) -> list[dict]:
     return kept + entries
 
 
+def _confirmed_action(args: argparse.Namespace, invalid_dir: Path, n_bad: int) -> str:
+    """--action, or "report" when --interactive and the user said no."""
+    if args.action != "report" and args.interactive:
+        verb = "Delete" if args.action == "delete" else f"Move to {invalid_dir}"
+        if not _ask(f"{verb} these {n_bad} file(s)?"):
+            log.info("nothing changed")
+            return "report"
+    return args.action
+
+
+def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: Path) -> None:
+    """Quarantine or delete the bad files listed in ``entries`` (updated in place)."""
+    if act == "quarantine":
+        for e in entries:
+            src = Path(e["path"])
+            dest = _free_name(invalid_dir / src.relative_to(abs_folder))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(src), str(dest))
+            e.update(action="quarantined", moved_to=str(dest))
+        log.info("moved %d file(s) to %s", len(entries), invalid_dir)
+    elif act == "delete":
+        for e in entries:
+            Path(e["path"]).unlink()
+            e["action"] = "deleted"
+        log.info("deleted %d file(s)", len(entries))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Decode every image in a folder with OpenCV and scikit-image and deal with the ones that "
@@ -282,25 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(bad)} bad file(s) in {folder}:")
         for p, r in bad:
             print(f"  {p}: {r}")
-        act = args.action
-        if act != "report" and args.interactive:
-            verb = "Delete" if act == "delete" else f"Move to {invalid_dir}"
-            if not _ask(f"{verb} these {len(bad)} file(s)?"):
-                log.info("nothing changed")
-                act = "report"
-        if act == "quarantine":
-            for e in entries:
-                src = Path(e["path"])
-                dest = _free_name(invalid_dir / src.relative_to(abs_folder))
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(src), str(dest))
-                e.update(action="quarantined", moved_to=str(dest))
-            log.info("moved %d file(s) to %s", len(entries), invalid_dir)
-        elif act == "delete":
-            for e in entries:
-                Path(e["path"]).unlink()
-                e["action"] = "deleted"
-            log.info("deleted %d file(s)", len(entries))
+        _apply_action(entries, _confirmed_action(args, invalid_dir, len(bad)), abs_folder, invalid_dir)
     if bad or args.report:
         atomic_write_json(report_path, {
             "folder": str(abs_folder), "checked": len(files), "skipped_not_images": skipped,
