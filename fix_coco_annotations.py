@@ -185,7 +185,9 @@ def find_problems(coco: dict, image_dir: Path | None = None) -> Problems:
             p.drop_image_idx.add(i)
         else:
             image_ids[im["id"]] = i
-    if image_dir is not None and image_dir.is_dir():
+    if image_dir is not None and not image_dir.is_dir():
+        log.info("no %s folder: not checking that the listed images are on disk", image_dir)
+    elif image_dir is not None:
         on_disk = {e.name for e in os.scandir(image_dir)}  # one listing, not 118k stat calls
         for i, im in enumerate(coco["images"]):
             name = im.get("file_name")
