@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import requests
 from tqdm import tqdm
 
 from vision.utils import download as dl
@@ -355,7 +354,7 @@ def download_images(jobs: list[tuple[str, str]], root: Path, images_base_url: st
         if _check_present(dest):
             return "present"
         if not hasattr(local, "session"):
-            local.session = requests.Session()
+            local.session = dl.new_session()
         url = dl.url_join(images_base_url, f"{split}/{image_id}.jpg")
         dl.download_file(url, dest, session=local.session, retry=retry, progress=False, stop=stop,
                          verify=picture_problem)

@@ -13,6 +13,7 @@ Use the ``http_server`` fixture (``from http_server import http_server``) or
     server.short("zips/a.zip", length=500, times=1)  # next GET: Content-Length 500, 500 bytes (a short file)
     server.stall("zips/a.zip", after=1000)           # next GET: 1000 bytes, then nothing (until stop)
     server.trickle("zips/a.zip", interval=0.5)       # next GET: one byte every 0.5 s
+    server.hang("zips/a.zip")                        # next GET: no answer at all (until stop)
     server.url("zips/a.zip")                         # http://127.0.0.1:PORT/zips/a.zip
     server.requests                                  # [(method, path, range header or None)]
 """
@@ -97,6 +98,11 @@ class ScriptedHTTPServer:
         with self._lock:
             self._actions[self._key(path)].extend([("trickle", interval)] * times)
 
+    def hang(self, path: str, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` get no answer at all, not even headers."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("hang", None)] * times)
+
     def status(self, path: str, status: int) -> None:
         """Every request (GET and HEAD) for ``path`` answers ``status`` from now on."""
         with self._lock:
@@ -160,6 +166,10 @@ class ScriptedHTTPServer:
             return self._send_status(h, fixed, head)
         if action and action[0] == "status":
             return self._send_status(h, action[1], head)
+        if action and action[0] == "hang":
+            self._stopping.wait(120)
+            h.close_connection = True
+            return
         if action and action[0] == "html":
             page = b"<!DOCTYPE html><html><body><h1>Please sign in</h1></body></html>\n"
             h.send_response(200)

@@ -470,3 +470,35 @@ def test_path_is_a_file_exit_2(tmp_path):
     f.write_text("x")
     r = run_script("--path", str(f), "--no-download")
     assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("hostile", ["hang", "stall"])
+def test_stop_cuts_a_stalled_server_at_once(http_server, tmp_path, hostile):
+    """A stop (Ctrl-C in a worker thread's caller) used to wait out --timeout (30 s here) while the
+    server held back the headers ('hang') or the body ('stall'); and then it logged a retry."""
+    import threading
+    (http_server.root / "f.bin").write_bytes(os.urandom(5000))
+    getattr(http_server, hostile)("f.bin")
+    stop = threading.Event()
+    outcome = []
+
+    def run():
+        try:
+            dl.download_file(http_server.url("f.bin"), tmp_path / "f.bin", progress=False, stop=stop,
+                             retry=dl.RetryPolicy(retries=3, timeout=30))
+            outcome.append("done")
+        except dl.DownloadCancelled:
+            outcome.append("cancelled")
+        except Exception as e:  # noqa: BLE001 - reported below
+            outcome.append(repr(e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    while not any(p[1] == "/f.bin" for p in http_server.requests):
+        t.join(0.02)
+    t.join(0.3)
+    stop.set()
+    t.join(10)  # far below the 30 s read timeout
+    assert not t.is_alive(), "the stop did not cut the stalled connection"
+    assert outcome == ["cancelled"]
+    assert http_server.count("GET", "f.bin") == 1, "no retry after a stop"

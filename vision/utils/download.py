@@ -36,7 +36,9 @@ from typing import Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
 from tqdm import tqdm
 
 from vision.utils.misc import Failure, UserError, atomic_write_json, remove_stale_temp_files
@@ -336,28 +338,75 @@ def _accept_response(t: _Transfer, r: requests.Response, have: int) -> tuple[str
     return mode, have
 
 
-def _shutdown_socket(r: requests.Response) -> None:
-    """Wake up a thread blocked reading ``r``: shutting the socket down makes its recv return."""
-    conn = getattr(r.raw, "connection", None) or getattr(r.raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+# Every socket a download thread opens is remembered (per thread), so a stop can shut it down
+# from another thread: that wakes a recv blocked on a stalled server at once, whether it waits
+# for the response headers or for the body. Sessions must come from ``new_session``.
+_thread_sockets = threading.local()
+
+
+def _sockets_of_this_thread() -> list:
+    if not hasattr(_thread_sockets, "socks"):
+        _thread_sockets.socks = []
+    return _thread_sockets.socks
+
+
+def _remember(sock) -> None:
+    socks = _sockets_of_this_thread()
+    socks[:] = [s for s in socks if s.fileno() != -1]  # forget closed ones
+    socks.append(sock)
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _remember(self.sock)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _remember(self.sock)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _StoppableAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def new_session() -> requests.Session:
+    """A ``requests.Session`` whose connections a ``stop`` can cut (see ``download_file``)."""
+    session = requests.Session()
+    adapter = _StoppableAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 @contextlib.contextmanager
-def _unblocked_by_stop(r: requests.Response, stop: threading.Event | None) -> Iterator[None]:
-    """While the body is read, a watcher closes the connection within 0.1 s of ``stop`` being
-    set, so a stalled server cannot hold a Ctrl-C for the whole --timeout."""
+def _unblocked_by_stop(stop: threading.Event | None) -> Iterator[None]:
+    """While this thread talks to the server, a watcher shuts its sockets down within 0.1 s of
+    ``stop`` being set, so a stalled server cannot hold a Ctrl-C for the whole --timeout."""
     if stop is None:
         yield
         return
+    socks = _sockets_of_this_thread()
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(0.1):
             if stop.is_set():
-                _shutdown_socket(r)
+                for sock in list(socks):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
                 return
 
     watcher = threading.Thread(target=watch, name="download-stop-watch", daemon=True)
@@ -373,7 +422,7 @@ def _stream_body(t: _Transfer, r: requests.Response, mode: str, chunk_size: int)
     over a ``retry.timeout`` window (a trickle never trips the idle timeout)."""
     window = max(t.retry.timeout, 0.001)
     w_start, w_bytes = time.monotonic(), 0
-    with _unblocked_by_stop(r, t.stop), open(t.part, mode) as f:
+    with open(t.part, mode) as f:
         for chunk in _body_chunks(r, chunk_size):
             if t.cancelled():
                 raise DownloadCancelled()
@@ -445,12 +494,14 @@ def download_file(url: str, dest: str | os.PathLike, *, session: requests.Sessio
     and 5xx/429 are retried per ``retry`` (resuming with ``Range``); a 4xx or a size
     mismatch raises ``DownloadError`` naming the URL. ``progress``: True = a tqdm
     byte bar, None = only when stderr is a terminal, False = none. ``stop`` (an
-    Event) cancels within about 0.1 s, even during a stalled read. Returns ``dest``.
+    Event) cancels within about 0.1 s, even while a stalled server holds back the
+    headers or the body (a ``session`` must then come from ``new_session``). Returns ``dest``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     t = _Transfer(url, dest, part_path(dest), retry, stop, expected_size, verify, allow_html)
-    http = session or requests
+    own_session = session is None
+    http = new_session() if own_session else session
     attempt = 0
     try:
         while True:
@@ -460,7 +511,8 @@ def download_file(url: str, dest: str | os.PathLike, *, session: requests.Sessio
             if t.total is not None and have == t.total and have > 0 and _complete(t):
                 break  # complete .part from an earlier run that stopped before the rename
             try:
-                with http.get(url, headers=_request_headers(t, have), stream=True, timeout=retry.timeout) as r:
+                with _unblocked_by_stop(stop), \
+                        http.get(url, headers=_request_headers(t, have), stream=True, timeout=retry.timeout) as r:
                     accepted = _accept_response(t, r, have)
                     if accepted is None:
                         if _complete(t):
@@ -476,6 +528,8 @@ def download_file(url: str, dest: str | os.PathLike, *, session: requests.Sessio
     finally:
         if t.bar is not None:
             t.bar.close()
+        if own_session:
+            http.close()
     os.replace(t.part, dest)
     return dest
 
