@@ -12,18 +12,25 @@ Result (what COCODataset and the other scripts expect)::
 Interrupted downloads resume (HTTP Range into NAME.zip.part); transient network
 errors are retried with backoff; free disk space is checked first; each archive
 is extracted into a temp folder, moved into place and only then marked done
-(``coco-data/.extracted-NAME.zip``), so running it again skips finished work.
+(``coco-data/.extracted-NAME.zip``), so running it again skips finished work. A
+marker counts only while the folders it vouches for exist, and no archive member
+may create one (or any other state name of these tools). A download counts only
+when its length matches and the zip's directory reads; an HTML answer is refused;
+a bad zip under the final name is moved to ``NAME.zip.bad`` and fetched next run.
+A connection is failed by ``--timeout`` seconds without data or by less than
+``--min-rate`` bytes/s over that long. Ctrl-C ends at once (a second one quits
+without waiting); one run per folder at a time (``.download.lock``).
 
 Exit codes: 0 ok (or nothing to do); 1 a download or extraction failed (HTTP 404
-or another 4xx, size mismatch, retries used up, corrupt or unsafe zip, not enough
-disk space) -- the message names the URL or file; 2 bad usage (unknown split,
-malformed --base-url). A 404 is exit 1 even with --base-url: the server answered,
-we cannot tell a wrong mirror from a mirror missing one file.
+or another 4xx, HTML answer, size mismatch, retries used up, corrupt or unsafe zip,
+not enough disk space, another run holds the folder) -- the message names the URL
+or file; 2 bad usage (unknown split, malformed --base-url, --path is a file). A 404
+is exit 1 even with --base-url: the server answered, we cannot tell a wrong mirror
+from a mirror missing one file.
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import logging
 import sys
 import threading
@@ -34,7 +41,7 @@ from typing import Sequence
 import requests
 
 from vision.utils import download as dl
-from vision.utils.misc import (Failure, add_log_level_arg, float_range, non_negative_float, non_negative_int,
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range, non_negative_float, non_negative_int,
                                positive_int, run_main, setup_logging)
 
 log = logging.getLogger("coco_downloader")
@@ -47,6 +54,7 @@ class Archive:
     split: str     # name on the command line
     rel_url: str   # path under --base-url
     what: str      # what it contains (for --help and messages)
+    provides: tuple[str, ...] = ()  # paths under --path that exist once it is extracted
 
     @property
     def zip_name(self) -> str:
@@ -54,12 +62,14 @@ class Archive:
 
 
 ARCHIVES: dict[str, Archive] = {a.split: a for a in (
-    Archive("train", "zips/train2017.zip", "train2017/ images (~18 GB, 118,287 images)"),
-    Archive("val", "zips/val2017.zip", "val2017/ images (~1 GB, 5,000 images)"),
-    Archive("test", "zips/test2017.zip", "test2017/ images (~6 GB, 40,670 images)"),
+    Archive("train", "zips/train2017.zip", "train2017/ images (~18 GB, 118,287 images)", ("train2017",)),
+    Archive("val", "zips/val2017.zip", "val2017/ images (~1 GB, 5,000 images)", ("val2017",)),
+    Archive("test", "zips/test2017.zip", "test2017/ images (~6 GB, 40,670 images)", ("test2017",)),
     Archive("annotations", "annotations/annotations_trainval2017.zip",
-            "annotations/instances_{train,val}2017.json (~241 MB)"),
-    Archive("test-info", "annotations/image_info_test2017.zip", "annotations/image_info_test*.json"),
+            "annotations/instances_{train,val}2017.json (~241 MB)",
+            ("annotations/instances_train2017.json", "annotations/instances_val2017.json")),
+    Archive("test-info", "annotations/image_info_test2017.zip", "annotations/image_info_test*.json",
+            ("annotations/image_info_test-dev2017.json",)),
 )}
 
 
@@ -84,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", "--num-workers", type=positive_int, default=3,
                    help="parallel downloads (default: 3)")
     p.add_argument("--no-download", action="store_true",
-                   help="do not download; only unzip archives already in --path")
+                   help="do not download; only unzip archives already in --path. A split whose folder "
+                        "(or annotation files) is already there without its archive counts as extracted")
     p.add_argument("--keep-zips", action="store_true",
                    help="keep the .zip files after extracting them (default: delete them)")
     p.add_argument("--base-url", type=_url_arg, default=DEFAULT_BASE_URL,
@@ -96,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds before the first retry, doubled each time up to 60 s (default: 2)")
     p.add_argument("--timeout", type=float_range(0, 86400), default=60.0,
                    help="seconds without data before a connection counts as failed (default: 60; at most a day)")
+    p.add_argument("--min-rate", type=float_range(0, 1e12, lo_open=False), default=dl.DEFAULT_MIN_RATE, metavar="BYTES_PER_S",
+                   help="a connection slower than this over --timeout seconds counts as failed and is retried "
+                        f"(a server trickling bytes never trips the idle timeout; default: {dl.DEFAULT_MIN_RATE:.0f}; "
+                        "0 = no minimum)")
     add_log_level_arg(p)
     return p
 
@@ -127,34 +142,23 @@ def _download_all(archives: list[Archive], root: Path, args: argparse.Namespace,
         need += max(0, size - have) + size
     dl.ensure_free_space(root, need, "downloading and extracting " + ", ".join(a.zip_name for a in archives))
 
-    stop = threading.Event()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(args.workers, len(archives)))
-    futures = {}
-    try:
-        for i, a in enumerate(archives):
-            url = dl.url_join(args.base_url, a.rel_url)
-            log.info("downloading %s", url)
-            futures[pool.submit(dl.download_file, url, root / a.zip_name, retry=retry,
-                                expected_size=sizes.get(a.split), progress=None, position=i,
-                                stop=stop, session=None)] = a
-        for fut in concurrent.futures.as_completed(futures):
-            a = futures[fut]
-            try:
-                fut.result()
-                log.info("downloaded %s", a.zip_name)
-            except dl.DownloadError as e:
-                errors[a.split] = e
-            except Failure as e:
-                errors[a.split] = e
-            except OSError as e:  # disk full, permission denied...
-                errors[a.split] = Failure(f"cannot write {root / a.zip_name}: {e}")
-    except KeyboardInterrupt:
-        stop.set()
-        log.warning("interrupted: partial downloads are kept as .part files and resume next time")
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
+    def work(a: Archive, stop: threading.Event) -> None:
+        url = dl.url_join(args.base_url, a.rel_url)
+        log.info("downloading %s", url)
+        dl.download_file(url, root / a.zip_name, retry=retry, expected_size=sizes.get(a.split), progress=None,
+                         position=archives.index(a), stop=stop, verify=dl.zip_problem)
+
+    def done(a: Archive, e: BaseException | None) -> None:
+        if e is None:
+            log.info("downloaded %s", a.zip_name)
+        elif isinstance(e, Failure):
+            errors[a.split] = e
+        elif isinstance(e, OSError):  # disk full, permission denied...
+            errors[a.split] = Failure(f"cannot write {root / a.zip_name}: {e.strerror or e}")
+        else:
+            raise e
+
+    dl.run_parallel(archives, work, args.workers, done)
     return errors
 
 
@@ -163,15 +167,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     root = Path(args.path)
     archives = [ARCHIVES[s] for s in dict.fromkeys(args.splits)]
-    retry = dl.RetryPolicy(retries=args.retries, backoff=args.retry_backoff, timeout=args.timeout)
+    retry = dl.RetryPolicy(retries=args.retries, backoff=args.retry_backoff, timeout=args.timeout,
+                           min_rate=args.min_rate)
     if root.exists() and not root.is_dir():
-        raise Failure(f"--path {root} exists and is not a folder")
+        raise UserError(f"--path {root} is a file; give the folder to download into")
     root.mkdir(parents=True, exist_ok=True)
+    with dl.folder_lock(root):
+        return _run(archives, root, args, retry)
 
+
+def _already_there(a: Archive, root: Path, no_download: bool) -> bool:
+    """Extracted by an earlier run (marker + what it vouches for), or, with --no-download,
+    extracted by hand: every path the archive provides exists (a folder not empty)."""
+    if dl.is_extracted(root, a.zip_name, a.provides):
+        log.info("%s: already downloaded and extracted, skipping", a.zip_name)
+        return True
+    if no_download and not (root / a.zip_name).is_file() and a.provides and all(
+            (root / p).is_file() or ((root / p).is_dir() and any((root / p).iterdir())) for p in a.provides):
+        log.info("%s: not here, but %s already is (extracted before): using it", a.zip_name,
+                 ", ".join(a.provides))
+        return True
+    return False
+
+
+def _run(archives: list[Archive], root: Path, args: argparse.Namespace, retry: dl.RetryPolicy) -> int:
     pending = []
     for a in archives:
-        if dl.is_extracted(root, a.zip_name):
-            log.info("%s: already downloaded and extracted, skipping", a.zip_name)
+        if _already_there(a, root, args.no_download):
             if not args.keep_zips and (root / a.zip_name).is_file():  # a run killed before deleting it
                 (root / a.zip_name).unlink()
                 log.info("deleted %s, left by an interrupted run (use --keep-zips to keep it)", root / a.zip_name)
@@ -186,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [a for a in pending if not (root / a.zip_name).is_file()]
     if args.no_download:
         for a in missing:
-            errors[a.split] = Failure(f"{root / a.zip_name} not found and --no-download was given")
+            errors[a.split] = Failure(f"{root / a.zip_name} not found and --no-download was given "
+                                      f"(nor is {', '.join(a.provides)} there)")
     elif missing:
         errors.update(_download_all(missing, root, args, retry))
 
@@ -198,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("extracting %s into %s", zip_path, root)
         try:
             n = dl.extract_zip(zip_path, root, progress=None)
+        except dl.ArchiveError as e:
+            if e.corrupt:  # a bad download under the final name: never stuck on it
+                bad = dl.move_aside(zip_path, "cannot be extracted")
+                e = Failure(f"{e}; moved to {bad.name}, run again to download it again"
+                            + (" (--no-download: put a good copy there)" if args.no_download else ""))
+            errors[a.split] = e
+            continue
         except Failure as e:
             errors[a.split] = e
             continue

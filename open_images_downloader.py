@@ -14,21 +14,24 @@ What it writes under --data (upstream's layout)::
     labels.txt                         BACKGROUND + the classes, sorted (the dataset's label order)
     download-report.json               what failed in the last run
 
-Metadata downloads resume and are cached; pictures download in parallel threads,
-each retried with backoff, then skipped and listed in the report (the run goes
-on). A picture is written under its final name only when complete. Running it
-again downloads only what is missing. The sub-*.csv files list only pictures
-that are on disk, so training never meets a missing file.
+Metadata downloads resume and are cached (a cached CSV without its header or with
+a cut last line is moved to NAME.bad and fetched again); pictures download in
+parallel threads, each retried with backoff, then skipped and listed in the report
+(the run goes on). A picture is written under its final name only when complete:
+a JPEG/PNG that decodes fully (an HTML answer or a cut body is a failure). Running
+it again checks the pictures on disk and downloads only what is missing or damaged.
+The sub-*.csv files list only pictures that are on disk, so training never meets a
+missing file. One run per --data folder at a time.
 
 Exit codes: 0 done (pictures missing on the server -- HTTP 403/404/410 -- are
 skipped and reported, not retried); 1 some pictures failed for other reasons
-(run again to retry them) or metadata could not be downloaded; 2 bad usage
-(unknown class name, with the closest names suggested).
+(run again to retry them), metadata could not be downloaded, the chosen classes
+have no boxes (nothing to train on), or another run holds the folder; 2 bad usage
+(unknown class name, with the closest names suggested; --data is a file).
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import csv
 import difflib
 import logging
@@ -42,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import requests
 from tqdm import tqdm
 
 from vision.utils import download as dl
@@ -67,13 +69,51 @@ _IMAGE_ID = re.compile(r"^[0-9A-Za-z_-]+$")   # also keeps a hostile CSV from wr
 # ----------------------------------------------------------------------------- metadata
 
 
-def fetch(url: str, dest: Path, retry: dl.RetryPolicy) -> Path:
-    """Download a metadata file once (kept in --data; a partial one resumes)."""
+def csv_problem(path: Path, columns: Sequence[str] = (), min_fields: int = 2) -> str | None:
+    """Why a downloaded CSV is incomplete, or None: it must not be empty, must hold ``columns``
+    in its header, and its last line must be complete (a newline, or every field there) -- a
+    connection cut without a Content-Length leaves half a row."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.readline(1 << 16)
+            f.seek(max(0, size - (1 << 16)))
+            tail = f.read()
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if size == 0:
+        return "empty file"
+    if columns:
+        header = next(csv.reader([head.decode("utf-8-sig", "replace")]), [])
+        missing = [c for c in columns if c not in header]
+        if missing:
+            return f"the header lacks {', '.join(missing)} (not this CSV, or an error page)"
+        min_fields = len(header)
+    if tail.endswith(b"\n"):
+        return None
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")
+    fields = next(csv.reader([last]), [])
+    if len(fields) < min_fields or not fields[-1].strip():
+        return f"the last line is cut short ({last[-60:]!r})"
+    return None
+
+
+def fetch(url: str, dest: Path, retry: dl.RetryPolicy, columns: Sequence[str] = ()) -> Path:
+    """Download a metadata file once (kept in --data; a partial one resumes). A cached copy
+    that is incomplete (see ``csv_problem``) is moved aside and downloaded again."""
+    def verify(path: Path) -> str | None:
+        return csv_problem(path, columns)
+
+    if dest.is_dir():
+        raise UserError(f"{dest} is a folder; the downloader keeps {dest.name} there (move the folder away)")
     if dest.is_file():
-        log.debug("using cached %s", dest)
-        return dest
+        problem = verify(dest)
+        if problem is None:
+            log.debug("using cached %s", dest)
+            return dest
+        dl.move_aside(dest, f"incomplete ({problem})")
     log.info("downloading %s", url)
-    return dl.download_file(url, dest, retry=retry, progress=None)
+    return dl.download_file(url, dest, retry=retry, progress=None, verify=verify)
 
 
 def read_class_descriptions(path: Path) -> dict[str, str]:
@@ -243,68 +283,112 @@ def print_table(title: str, table: list[tuple[str, str, int, int]]) -> None:
 # ----------------------------------------------------------------------------- pictures
 
 
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def picture_problem(path: Path) -> str | None:
+    """Why a downloaded picture cannot be trained on, or None: it must be a JPEG or PNG (an
+    HTML page answered with 200 is not) and decode completely (a cut one does not)."""
+    from vision.datasets.image_io import ImageDecodeError, decode_image_bytes
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
+        return f"not a JPEG or PNG (starts with {data[:16]!r})"
+    try:
+        decode_image_bytes(data, path)
+    except ImageDecodeError as e:
+        return e.reason if hasattr(e, "reason") else str(e)
+    return None
+
+
 @dataclass
 class ImageResults:
     downloaded: int = 0
     present: int = 0
+    replaced: int = 0  # damaged pictures found on disk and fetched again
     failed: list[dict] = field(default_factory=list)
+
+
+def _check_present(path: Path) -> bool:
+    """True for a good picture already on disk. A damaged one is moved back to ``.part`` when
+    it starts like a picture (the download resumes where it was cut) or deleted when it does
+    not (an HTML page saved by an older version); either way it is fetched again."""
+    if not path.is_file():
+        return False
+    problem = picture_problem(path)
+    if problem is None:
+        return True
+    with open(path, "rb") as f:
+        looks_right = f.read(8).startswith((_JPEG_MAGIC, _PNG_MAGIC))
+    if looks_right:
+        path.replace(dl.part_path(path))
+        log.warning("%s on disk is damaged (%s); downloading the rest of it", path, problem)
+    else:
+        path.unlink()
+        log.warning("%s on disk is not a picture (%s); deleted, downloading it again", path, problem)
+    return False
 
 
 def download_images(jobs: list[tuple[str, str]], root: Path, images_base_url: str, retry: dl.RetryPolicy,
                     workers: int) -> ImageResults:
     """Download ``(split, ImageID)`` pictures to ``root/split/ImageID.jpg`` with a thread pool.
 
-    A failed picture never stops the others: it is recorded (``permanent`` when the
-    server says it does not exist) and the rest go on.
+    Pictures already on disk are checked (decoded) first; each download is checked the same
+    way before it takes its final name. A failed picture never stops the others: it is
+    recorded (``permanent`` when the server says it does not exist) and the rest go on.
     """
     res = ImageResults()
-    todo = []
-    for split, image_id in jobs:
-        if (root / split / f"{image_id}.jpg").is_file():
-            res.present += 1
-        else:
-            todo.append((split, image_id))
-    if res.present:
-        log.info("%d picture(s) already on disk", res.present)
-    if not todo:
-        return res
-    for split in {s for s, _ in todo}:
+    for split in {s for s, _ in jobs}:
+        if (root / split).exists() and not (root / split).is_dir():
+            raise UserError(f"{root / split} is a file; the pictures of {split} go into a folder of that name")
         (root / split).mkdir(parents=True, exist_ok=True)
     local = threading.local()
-    stop = threading.Event()
 
-    def one(split: str, image_id: str) -> None:
+    def one(job: tuple[str, str], stop: threading.Event) -> str:
+        split, image_id = job
+        dest = root / split / f"{image_id}.jpg"
+        existed = dest.is_file()
+        if _check_present(dest):
+            return "present"
         if not hasattr(local, "session"):
-            local.session = requests.Session()
+            local.session = dl.new_session()
         url = dl.url_join(images_base_url, f"{split}/{image_id}.jpg")
-        dl.download_file(url, root / split / f"{image_id}.jpg", session=local.session, retry=retry,
-                         progress=False, stop=stop)
+        dl.download_file(url, dest, session=local.session, retry=retry, progress=False, stop=stop,
+                         verify=picture_problem)
+        return "replaced" if existed else "downloaded"
 
-    log.info("downloading %d picture(s) with %d thread(s)", len(todo), workers)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    outcome: dict[tuple[str, str], str] = {}
+    bar = tqdm(total=len(jobs), unit="img", desc="pictures", dynamic_ncols=True, disable=None)
+
+    def done(job: tuple[str, str], e: BaseException | None) -> None:
+        split, image_id = job
+        bar.update(1)
+        if e is None:
+            return
+        if not isinstance(e, (dl.DownloadError, OSError)):
+            raise e
+        status = getattr(e, "status", None)
+        missing = status in MISSING_STATUS
+        (log.info if missing else log.warning)("%s/%s.jpg: %s", split, image_id, e)
+        res.failed.append({"split": split, "image_id": image_id,
+                           "url": getattr(e, "url", None) or dl.url_join(images_base_url, f"{split}/{image_id}.jpg"),
+                           "error": str(e), "status": status, "missing_on_server": missing})
+
+    def work(job: tuple[str, str], stop: threading.Event) -> None:
+        outcome[job] = one(job, stop)
+
+    log.info("checking or downloading %d picture(s) with %d thread(s)", len(jobs), workers)
     try:
-        futures = {pool.submit(one, s, i): (s, i) for s, i in todo}
-        with tqdm(total=len(todo), unit="img", desc="pictures", dynamic_ncols=True, disable=None) as bar:
-            for fut in concurrent.futures.as_completed(futures):
-                split, image_id = futures[fut]
-                bar.update(1)
-                try:
-                    fut.result()
-                    res.downloaded += 1
-                except (dl.DownloadError, OSError) as e:
-                    status = getattr(e, "status", None)
-                    missing = status in MISSING_STATUS
-                    (log.info if missing else log.warning)("%s/%s.jpg: %s", split, image_id, e)
-                    res.failed.append({"split": split, "image_id": image_id,
-                                       "url": getattr(e, "url", None) or dl.url_join(
-                                           images_base_url, f"{split}/{image_id}.jpg"),
-                                       "error": str(e), "status": status, "missing_on_server": missing})
-    except KeyboardInterrupt:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        dl.run_parallel(jobs, work, workers, done)
     finally:
-        pool.shutdown(wait=True)
+        bar.close()
+    for kind in outcome.values():
+        setattr(res, kind, getattr(res, kind) + 1)
+    if res.replaced:
+        log.warning("%d damaged picture(s) on disk were downloaded again", res.replaced)
     return res
 
 
@@ -355,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds before the first retry, doubled each time up to 60 s (default: 1)")
     p.add_argument("--timeout", type=float_range(0, 86400), default=60.0,
                    help="seconds without data before a connection counts as failed (default: 60; at most a day)")
+    p.add_argument("--min-rate", type=float_range(0, 1e12, lo_open=False), default=dl.DEFAULT_MIN_RATE, metavar="BYTES_PER_S",
+                   help="a connection slower than this over --timeout seconds counts as failed and is retried "
+                        f"(default: {dl.DEFAULT_MIN_RATE:.0f}; 0 = no minimum)")
     p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0,
                    help="random seed of the --max-images choice (default: 0)")
     p.add_argument("--base-url", type=_url_arg, default=DEFAULT_BASE_URL,
@@ -374,11 +461,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--class-names is empty; give names like \"Apple,Orange\"")
     root = Path(args.root)
     if root.exists() and not root.is_dir():
-        raise UserError(f"--data {root} exists and is not a folder")
+        raise UserError(f"--data {root} is a file; give the folder for the dataset")
     root.mkdir(parents=True, exist_ok=True)
-    retry = dl.RetryPolicy(retries=args.retry, backoff=args.retry_backoff, timeout=args.timeout)
-    splits = list(dict.fromkeys(args.splits))
+    retry = dl.RetryPolicy(retries=args.retry, backoff=args.retry_backoff, timeout=args.timeout,
+                           min_rate=args.min_rate)
+    with dl.folder_lock(root):
+        return _run(args, requested, root, retry)
 
+
+def _select(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.RetryPolicy,
+            splits: list[str]) -> tuple[list[str], dict[str, list[list[str]]]]:
+    """Fetch the metadata and choose the boxes: (sorted class names, {split: rows})."""
     class_file = fetch(dl.url_join(args.base_url, CLASS_FILE), root / CLASS_FILE, retry)
     known = read_class_descriptions(class_file)
     classes = resolve_class_names(requested, known, str(class_file))
@@ -388,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows_by_split: dict[str, list[list[str]]] = {}
     for split in splits:
         name = f"{split}-annotations-bbox.csv"
-        path = fetch(dl.url_join(args.base_url, f"{split}/{name}"), root / name, retry)
+        path = fetch(dl.url_join(args.base_url, f"{split}/{name}"), root / name, retry, BBOX_COLUMNS)
         start = time.monotonic()
         rows = read_boxes(path, mids, args.include_depiction)
         if args.remove_overlapped:
@@ -406,10 +499,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows_by_split[split] = [r for r in rows_by_split[split] if r[0] in chosen]
         log.info("--max-images %d: %s", args.max_images,
                  ", ".join(f"{s} {len({r[0] for r in rows_by_split[s]})}" for s in splits))
+    return classes, rows_by_split
 
+
+def _write_labels(root: Path, classes: list[str]) -> None:
+    labels_path = root / "labels.txt"
+    labels = [BACKGROUND] + classes
+    if labels_path.is_file():
+        try:
+            old = read_labels(labels_path)
+        except UserError:
+            old = None
+        if old != labels:
+            log.warning("replacing %s (it listed %s)", labels_path, old)
+    write_labels(labels_path, labels)
+
+
+def _run(args: argparse.Namespace, requested: list[str], root: Path, retry: dl.RetryPolicy) -> int:
+    splits = list(dict.fromkeys(args.splits))
+    classes, rows_by_split = _select(args, requested, root, retry, splits)
     print_table("Selected pictures and boxes:", count_table(rows_by_split, classes))
     if args.stats_only:
         return 0
+    if not any(rows_by_split.values()):
+        raise Failure(f"no boxes of {', '.join(classes)} in {', '.join(splits)}: nothing to train on "
+                      "(choose other --class-names or --splits; --include-depiction adds drawings)")
 
     jobs = [(s, image_id) for s in splits for image_id in dict.fromkeys(r[0] for r in rows_by_split[s])]
     res = download_images(jobs, root, args.images_base_url, retry, args.num_workers)
@@ -421,29 +535,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_sub_csv(root / f"sub-{split}-annotations-bbox.csv", kept)
         if not kept:
             log.warning("%s: no pictures of these classes; sub-%s-annotations-bbox.csv is empty", split, split)
-    labels_path = root / "labels.txt"
-    labels = [BACKGROUND] + classes
-    if labels_path.is_file():
-        try:
-            old = read_labels(labels_path)
-        except UserError:
-            old = None
-        if old != labels:
-            log.warning("replacing %s (it listed %s)", labels_path, old)
-    write_labels(labels_path, labels)
+    _write_labels(root, classes)
     missing = [f for f in res.failed if f["missing_on_server"]]
     failed = [f for f in res.failed if not f["missing_on_server"]]
     atomic_write_json(root / "download-report.json", {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "classes": classes, "splits": splits,
         "selected": len(jobs), "downloaded": res.downloaded, "already_present": res.present,
+        "replaced_damaged": res.replaced,
         "missing_on_server": missing, "failed": failed})
 
     print_table(f"Dataset in {root} (pictures on disk):", count_table(rows_by_split, classes, present))
-    print(f"pictures: {res.downloaded} downloaded, {res.present} already there, {len(missing)} missing on "
-          f"the server (skipped), {len(failed)} failed")
+    print(f"pictures: {res.downloaded} downloaded, {res.present} already there, "
+          + (f"{res.replaced} damaged on disk and downloaded again, " if res.replaced else "")
+          + f"{len(missing)} missing on the server (skipped), {len(failed)} failed")
     if failed:
         raise Failure(f"{len(failed)} picture(s) failed to download (listed in {root / 'download-report.json'}); "
                       "run the same command again to retry them")
+    if not any(present.values()):
+        raise Failure(f"none of the {len(jobs)} selected pictures is on disk (see "
+                      f"{root / 'download-report.json'}): nothing to train on")
     log.info("done; train with: python3 train_ssd.py --dataset-type open_images --data %s", root)
     return 0
 

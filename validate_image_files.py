@@ -4,10 +4,14 @@
     python3 validate_image_files.py --path coco-data/train2017
     python3 validate_image_files.py --path data/fruit/train --action report --report bad.json
 
-Every (non-hidden) file under --path, subfolders included, is decoded with OpenCV
-(what the data loaders use) and scikit-image, after a check for truncated JPEGs
-(OpenCV versions differ in whether they notice a missing end). Zero-byte files,
-non-images (a text file named .jpg), truncated and unreadable files are "bad".
+Every (non-hidden) file with an image extension (.jpg .jpeg .png .bmp .tif .tiff
+.webp, any case) under --path, subfolders included, is decoded with OpenCV (what
+the data loaders use) and scikit-image, after a check for truncated JPEGs (OpenCV
+versions differ in whether they notice a missing end). Zero-byte files, non-images
+(a text file named .jpg), truncated and unreadable files are "bad". Files with any
+other extension (annotations/*.json, labels.txt, ...) are never judged, moved or
+deleted: they are counted as "not an image, skipped", so pointing --path at a
+dataset root instead of its image folder cannot destroy the annotations.
 
 Actions for bad files: ``quarantine`` (default) moves them to the sibling folder
 DIR_invalid/ (subfolders kept); ``report`` only lists them; ``delete`` removes them
@@ -15,8 +19,10 @@ DIR_invalid/ (subfolders kept); ``report`` only lists them; ``delete`` removes t
 (path, reason) goes to DIR_invalid/report.json unless --report says otherwise.
 Never opens a window, never waits for input unless --interactive.
 
-Exit codes: 0 every file decodes; 1 bad files were found (or the folder holds no
-files); 2 bad usage (no such folder, --interactive without a terminal).
+Exit codes: 0 every image decodes (or, with --ok-after-cleanup, every bad one was
+moved away or deleted); 1 bad files were found (or the folder holds no images);
+2 bad usage (no such folder, --path is a file, --report is a folder,
+--interactive without a terminal).
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_wri
 log = logging.getLogger("validate_image_files")
 
 _MAX_REASON = 200
+# What the loaders read (VOC's list; COCO and Open Images use .jpg). Only these are judged.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 # ----------------------------------------------------------------------------- checking (runs in workers)
@@ -116,6 +124,11 @@ def check_image(path: str) -> tuple[str, str | None]:
 
 
 # ----------------------------------------------------------------------------- driver
+
+
+def is_image_name(path: str) -> bool:
+    """True for a file name with an image extension: only such files may ever be judged."""
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def iter_files(folder: Path) -> Iterator[str]:
@@ -202,6 +215,33 @@ def _merge_previous(report_path: Path, entries: list[dict]) -> list[dict]:
     return kept + entries
 
 
+def _confirmed_action(args: argparse.Namespace, invalid_dir: Path, n_bad: int) -> str:
+    """--action, or "report" when --interactive and the user said no."""
+    if args.action != "report" and args.interactive:
+        verb = "Delete" if args.action == "delete" else f"Move to {invalid_dir}"
+        if not _ask(f"{verb} these {n_bad} file(s)?"):
+            log.info("nothing changed")
+            return "report"
+    return args.action
+
+
+def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: Path) -> None:
+    """Quarantine or delete the bad files listed in ``entries`` (updated in place)."""
+    if act == "quarantine":
+        for e in entries:
+            src = Path(e["path"])
+            dest = _free_name(invalid_dir / src.relative_to(abs_folder))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(src), str(dest))
+            e.update(action="quarantined", moved_to=str(dest))
+        log.info("moved %d file(s) to %s", len(entries), invalid_dir)
+    elif act == "delete":
+        for e in entries:
+            Path(e["path"]).unlink()
+            e["action"] = "deleted"
+        log.info("deleted %d file(s)", len(entries))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Decode every image in a folder with OpenCV and scikit-image and deal with the ones that "
@@ -216,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE.json",
                    help="where to write the JSON report (default: PATH_invalid/report.json, written only "
                         "when bad files are found)")
+    p.add_argument("--ok-after-cleanup", action="store_true",
+                   help="exit 0 when every bad file was quarantined or deleted (the folder is clean now), "
+                        "so a pipeline such as setup_coco goes on without a second run (default: exit 1 "
+                        "whenever bad files were found)")
     p.add_argument("--interactive", action="store_true",
                    help="ask before moving or deleting (needs a terminal; without one the script refuses "
                         "instead of waiting)")
@@ -227,18 +271,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     folder = Path(args.path)
+    if folder.is_file():
+        raise UserError(f"--path {folder} is a file; give the folder of images (e.g. coco-data/train2017)")
     if not folder.is_dir():
         raise UserError(f"--path {folder}: no such folder")
+    if args.report and Path(args.report).is_dir():
+        raise UserError(f"--report {args.report} is a folder; give a file name such as bad.json")
     if args.interactive and not sys.stdin.isatty():
         raise UserError("--interactive needs a terminal to ask on (stdin is not one); "
                         "run without --interactive (the --action flag is the consent)")
     abs_folder = Path(os.path.abspath(folder))
     invalid_dir = abs_folder.with_name(abs_folder.name + "_invalid")
     report_path = Path(args.report) if args.report else invalid_dir / "report.json"
+    if args.action == "quarantine" and invalid_dir.exists() and not invalid_dir.is_dir():
+        raise UserError(f"{invalid_dir} is a file; bad images are moved into a folder of that name "
+                        "(move the file away or use --action report)")
 
-    files = list(iter_files(folder))
+    all_files = list(iter_files(folder))
+    files = [f for f in all_files if is_image_name(f)]
+    skipped = len(all_files) - len(files)
+    if skipped:
+        others = sorted({os.path.splitext(f)[1].lower() or "(no extension)" for f in all_files
+                         if not is_image_name(f)})
+        log.info("%d file(s) not an image, skipped (left alone): %s", skipped, ", ".join(others[:10]))
     if not files:
-        raise Failure(f"no files to check in {folder}")
+        raise Failure(f"no image files to check in {folder}"
+                      + (f" ({skipped} other file(s) left alone)" if skipped else ""))
     workers = min(args.workers, max(1, len(files) // 64))  # a pool does not pay for a handful of files
     log.info("checking %d files in %s with %d worker(s)", len(files), folder, workers)
     start = time.monotonic()
@@ -251,33 +309,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(bad)} bad file(s) in {folder}:")
         for p, r in bad:
             print(f"  {p}: {r}")
-        act = args.action
-        if act != "report" and args.interactive:
-            verb = "Delete" if act == "delete" else f"Move to {invalid_dir}"
-            if not _ask(f"{verb} these {len(bad)} file(s)?"):
-                log.info("nothing changed")
-                act = "report"
-        if act == "quarantine":
-            for e in entries:
-                src = Path(e["path"])
-                dest = _free_name(invalid_dir / src.relative_to(abs_folder))
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(src), str(dest))
-                e.update(action="quarantined", moved_to=str(dest))
-            log.info("moved %d file(s) to %s", len(entries), invalid_dir)
-        elif act == "delete":
-            for e in entries:
-                Path(e["path"]).unlink()
-                e["action"] = "deleted"
-            log.info("deleted %d file(s)", len(entries))
+        _apply_action(entries, _confirmed_action(args, invalid_dir, len(bad)), abs_folder, invalid_dir)
     if bad or args.report:
         atomic_write_json(report_path, {
-            "folder": str(abs_folder), "checked": len(files), "action": args.action,
+            "folder": str(abs_folder), "checked": len(files), "skipped_not_images": skipped,
+            "action": args.action,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "bad": _merge_previous(report_path, entries)})
         log.info("report written to %s", report_path)
     if bad:
+        cleaned = all(e["action"] in ("quarantined", "deleted") for e in entries)
+        if args.ok_after_cleanup and cleaned:
+            log.info("%d bad file(s) %s; the %d left in %s are readable images", len(bad),
+                     "deleted" if entries[0]["action"] == "deleted" else f"moved to {invalid_dir}",
+                     len(files) - len(bad), folder)
+            return 0
         return 1
-    log.info("all %d files are readable images", len(files))
+    log.info("all %d image files are readable", len(files))
     return 0
 
 

@@ -8,6 +8,12 @@ Use the ``http_server`` fixture (``from http_server import http_server``) or
     server.fail("zips/a.zip", status=500, times=2)   # next 2 GETs answer 500
     server.status("zips/b.zip", 404)                 # always 404 (GET and HEAD)
     server.drop("zips/c.zip", after=1000, times=1)   # next GET: 1000 bytes, then close
+    server.html("zips/a.zip", times=1)               # next GET: 200 text/html (a login/error page)
+    server.cut("a.jpg", after=100, times=1)          # next GET: no Content-Length, 100 bytes, close
+    server.short("zips/a.zip", length=500, times=1)  # next GET: Content-Length 500, 500 bytes (a short file)
+    server.stall("zips/a.zip", after=1000)           # next GET: 1000 bytes, then nothing (until stop)
+    server.trickle("zips/a.zip", interval=0.5)       # next GET: one byte every 0.5 s
+    server.hang("zips/a.zip")                        # next GET: no answer at all (until stop)
     server.url("zips/a.zip")                         # http://127.0.0.1:PORT/zips/a.zip
     server.requests                                  # [(method, path, range header or None)]
 """
@@ -46,6 +52,7 @@ class ScriptedHTTPServer:
         self._fixed_status: dict[str, int] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # releases stalled and trickling answers
 
     # -- scripting -----------------------------------------------------------------
     @staticmethod
@@ -62,6 +69,39 @@ class ScriptedHTTPServer:
         ``after`` bytes of the body (default: half of what was asked), then close."""
         with self._lock:
             self._actions[self._key(path)].extend([("drop", after)] * times)
+
+    def html(self, path: str, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` answer 200 with an HTML page (what a captive
+        portal, a login wall or a misconfigured mirror sends)."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("html", None)] * times)
+
+    def cut(self, path: str, after: int | None = None, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` send no Content-Length, ``after`` bytes (default:
+        half), then close cleanly: a dropped connection the client cannot see by length."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("cut", after)] * times)
+
+    def short(self, path: str, length: int, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` announce and send only ``length`` bytes."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("short", length)] * times)
+
+    def stall(self, path: str, after: int = 0, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` send the headers and ``after`` bytes, then nothing
+        until the server stops (a hung connection)."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("stall", after)] * times)
+
+    def trickle(self, path: str, interval: float = 0.5, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` send one byte every ``interval`` seconds."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("trickle", interval)] * times)
+
+    def hang(self, path: str, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` get no answer at all, not even headers."""
+        with self._lock:
+            self._actions[self._key(path)].extend([("hang", None)] * times)
 
     def status(self, path: str, status: int) -> None:
         """Every request (GET and HEAD) for ``path`` answers ``status`` from now on."""
@@ -100,6 +140,7 @@ class ScriptedHTTPServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -125,6 +166,18 @@ class ScriptedHTTPServer:
             return self._send_status(h, fixed, head)
         if action and action[0] == "status":
             return self._send_status(h, action[1], head)
+        if action and action[0] == "hang":
+            self._stopping.wait(120)
+            h.close_connection = True
+            return
+        if action and action[0] == "html":
+            page = b"<!DOCTYPE html><html><body><h1>Please sign in</h1></body></html>\n"
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html; charset=utf-8")
+            h.send_header("Content-Length", str(len(page)))
+            h.end_headers()
+            h.wfile.write(page)
+            return
         file = (self.root / key.lstrip("/")).resolve()
         if not file.is_file() or self.root.resolve() not in file.parents:
             return self._send_status(h, 404, head)
@@ -144,6 +197,8 @@ class ScriptedHTTPServer:
                     return
                 code = 206
         body = data[start:end + 1]
+        if action and action[0] in ("cut", "short", "stall", "trickle"):
+            return self._send_hostile(h, action, body, size)
         h.send_response(code)
         h.send_header("Content-Type", "application/octet-stream")
         h.send_header("Content-Length", str(len(body)))
@@ -164,6 +219,42 @@ class ScriptedHTTPServer:
                 pass
             return
         h.wfile.write(body)
+
+    def _send_hostile(self, h: BaseHTTPRequestHandler, action: tuple, body: bytes, size: int) -> None:
+        kind, arg = action
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        if kind == "short":
+            body = body[:arg]
+            h.send_header("Content-Length", str(len(body)))
+        elif kind in ("stall", "trickle"):
+            h.send_header("Content-Length", str(len(body)))
+        else:  # cut: no length, the end of the connection is the end of the body
+            h.send_header("Connection", "close")
+        h.end_headers()
+        try:
+            if kind == "cut":
+                h.wfile.write(body[: arg if arg is not None else len(body) // 2])
+            elif kind == "short":
+                h.wfile.write(body)
+            elif kind == "stall":
+                h.wfile.write(body[:arg])
+                h.wfile.flush()
+                self._stopping.wait(120)
+            else:
+                for i in range(len(body)):
+                    h.wfile.write(body[i:i + 1])
+                    h.wfile.flush()
+                    if self._stopping.wait(arg):
+                        break
+            h.wfile.flush()
+        except OSError:
+            pass
+        h.close_connection = True
+        try:
+            h.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     @staticmethod
     def _send_status(h: BaseHTTPRequestHandler, code: int, head: bool) -> None:

@@ -283,3 +283,222 @@ def test_killed_extraction_is_not_marked_done(tmp_path, monkeypatch):
     dl.extract_zip(z, target, progress=False)
     assert sorted(p.name for p in (target / "val2017").iterdir()) == [f"{i}.jpg" for i in range(5)]
     assert dl.is_extracted(target, "v.zip") and not list(target.glob(".extract-*"))
+
+
+# ----------------------------------------------------------------------------- issue 12: hostile servers and state
+
+
+def test_archive_cannot_forge_a_marker(http_server, tmp_path):
+    """A val2017.zip holding '.extracted-train2017.zip' made a later run skip train2017."""
+    make_zip(http_server.root / "zips/val2017.zip",
+             {"val2017/1.jpg": b"x", ".extracted-train2017.zip": b'{"archive": "train2017.zip"}'})
+    out = tmp_path / "coco"
+    r = run_script("--path", str(out), "--splits", "val", "--base-url", http_server.url(), *FAST)
+    assert r.returncode == 1 and "state file" in r.stderr, r.stderr
+    assert not (out / ".extracted-train2017.zip").exists() and not dl.is_extracted(out, "train2017.zip")
+
+
+@pytest.mark.parametrize("name", [".extracted-x.zip", ".validated-val2017", ".download.lock", ".extract-a/b"])
+def test_state_names_refused_in_archives(tmp_path, name):
+    z = make_zip(tmp_path / "a.zip", {name: b"x", "ok/a": b"y"})
+    with pytest.raises(dl.ArchiveError, match="state file"):
+        dl.extract_zip(z, tmp_path / "out", progress=False)
+
+
+def test_marker_without_its_folder_does_not_count(http_server, tmp_path):
+    """`rm -rf coco/val2017` then a rerun: extracted again, not 'already extracted'."""
+    serve_coco(http_server.root)
+    out = tmp_path / "coco"
+    args = ("--path", str(out), "--splits", "val", "--base-url", http_server.url(), *FAST)
+    assert run_script(*args).returncode == 0
+    import shutil
+    shutil.rmtree(out / "val2017")
+    r = run_script(*args)
+    assert r.returncode == 0, r.stderr
+    assert "is gone" in r.stderr and "nothing to do" not in r.stderr
+    assert (out / "val2017/000000000001.jpg").read_bytes() == b"jpg-1"
+
+
+def test_html_answer_is_a_failure_and_nothing_is_kept(http_server, tmp_path):
+    serve_coco(http_server.root)
+    http_server.html("zips/val2017.zip", times=1)
+    out = tmp_path / "coco"
+    args = ("--path", str(out), "--splits", "val", "--base-url", http_server.url(), *FAST)
+    r = run_script(*args)
+    assert r.returncode == 1 and "HTML page" in r.stderr, r.stderr
+    assert not (out / "val2017.zip").exists() and not dl.part_path(out / "val2017.zip").exists()
+    r = run_script(*args)  # the mirror is healthy again
+    assert r.returncode == 0, r.stderr
+    assert (out / "val2017/000000000001.jpg").exists()
+
+
+@pytest.mark.parametrize("bad", ["html", "truncated"])
+def test_bad_file_under_final_name_is_moved_aside_then_fetched(http_server, tmp_path, bad):
+    """Used to say 'not a valid zip ... delete it' on every rerun, forever."""
+    serve_coco(http_server.root)
+    out = tmp_path / "coco"
+    out.mkdir()
+    good = (http_server.root / "zips/val2017.zip").read_bytes()
+    (out / "val2017.zip").write_bytes(b"<html>error</html>" if bad == "html" else good[: len(good) // 2])
+    args = ("--path", str(out), "--splits", "val", "--base-url", http_server.url(), *FAST)
+    r = run_script(*args)
+    assert r.returncode == 1 and "val2017.zip.bad" in r.stderr and "run again" in r.stderr, r.stderr
+    assert not (out / "val2017.zip").exists() and (out / "val2017.zip.bad").exists()
+    r = run_script(*args)
+    assert r.returncode == 0, r.stderr
+    assert (out / "val2017/000000000001.jpg").read_bytes() == b"jpg-1"
+
+
+def test_short_content_length_zip_is_not_kept(http_server, tmp_path):
+    serve_coco(http_server.root)
+    size = (http_server.root / "zips/val2017.zip").stat().st_size
+    dest = tmp_path / "val2017.zip"
+    http_server.short("zips/val2017.zip", length=size // 2)
+    with pytest.raises(dl.DownloadError, match="damaged"):
+        dl.download_file(http_server.url("zips/val2017.zip"), dest, retry=dl.RetryPolicy(retries=0),
+                         progress=False, verify=dl.zip_problem)
+    assert not dest.exists() and not dl.part_path(dest).exists()
+
+
+def test_unknown_length_needs_a_check(http_server, tmp_path):
+    """A body without Content-Length cut by a clean close looked complete. Now: without a verify
+    it is refused; with one, a cut body is retried and the result is the server's file."""
+    blob = os.urandom(40_000)
+    (http_server.root / "f.bin").write_bytes(blob)
+    http_server.cut("f.bin", after=None, times=1)
+    with pytest.raises(dl.DownloadError, match="did not say how long"):
+        dl.download_file(http_server.url("f.bin"), tmp_path / "a.bin", retry=dl.RetryPolicy(retries=0),
+                         progress=False)
+    assert not (tmp_path / "a.bin").exists()
+    z = make_zip(http_server.root / "z.zip", {"a": os.urandom(30_000)})
+    http_server.cut("z.zip", after=20_000, times=1)
+    got = dl.download_file(http_server.url("z.zip"), tmp_path / "z.zip", progress=False, verify=dl.zip_problem,
+                           retry=dl.RetryPolicy(retries=2, backoff=0.01))
+    assert got.read_bytes() == z.read_bytes()
+
+
+def test_trickle_fails_by_the_minimum_rate(http_server, tmp_path):
+    (http_server.root / "f.bin").write_bytes(os.urandom(1000))
+    http_server.trickle("f.bin", interval=0.2)
+    with pytest.raises(dl.DownloadError, match="too slow"):
+        dl.download_file(http_server.url("f.bin"), tmp_path / "f.bin", progress=False,
+                         retry=dl.RetryPolicy(retries=0, timeout=1.0, min_rate=100))
+
+
+def test_second_downloader_on_the_same_folder_is_refused(http_server, tmp_path):
+    serve_coco(http_server.root)
+    out = tmp_path / "coco"
+    out.mkdir()
+    with dl.folder_lock(out):
+        r = run_script("--path", str(out), "--splits", "val", "--base-url", http_server.url(), *FAST)
+    assert r.returncode == 1 and "another download is running" in r.stderr, r.stderr
+    assert not list(out.glob("*.part"))
+
+
+def test_ctrl_c_during_a_stalled_connection_ends_at_once(http_server, tmp_path):
+    """Waited out --timeout (60 s), then logged 'retry 1/8'."""
+    import signal
+    import time
+    serve_coco(http_server.root)
+    http_server.stall("zips/val2017.zip", after=1000)
+    out = tmp_path / "coco"
+    p = subprocess.Popen([sys.executable, "coco_downloader.py", "--path", str(out), "--splits", "val",
+                          "--base-url", http_server.url(), "--timeout", "60"], cwd=REPO,
+                         stderr=subprocess.PIPE, text=True)
+    part = dl.part_path(out / "val2017.zip")
+    deadline = time.monotonic() + 30
+    while not part.exists() and time.monotonic() < deadline:  # the body is being read (then stalls)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=20)  # far below the 60 s timeout it used to wait out
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "retry" not in err and "Traceback" not in err, err
+    assert part.stat().st_size >= 1000, "the partial download is kept"
+
+
+_STUCK = """
+import sys, time, logging
+sys.path.insert(0, {repo!r})
+from vision.utils import download as dl
+logging.basicConfig(level=logging.INFO)
+print("ready", flush=True)
+dl.run_parallel([1], lambda t, stop: time.sleep(60), 1, lambda t, e: None, grace={grace})
+"""
+
+
+@pytest.mark.parametrize("grace, signals", [(60.0, 2), (0.5, 1)])
+def test_a_ctrl_c_is_never_ignored(grace, signals):
+    """A worker that cannot be stopped: a second Ctrl-C (or the grace period) ends the process."""
+    import signal
+    import time
+    p = subprocess.Popen([sys.executable, "-c", _STUCK.format(repo=str(REPO), grace=grace)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    for _ in range(signals):
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    try:
+        _, err = p.communicate(timeout=20)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "quitting without waiting" in err
+
+
+def test_no_download_recognises_extracted_splits(tmp_path):
+    """setup_coco --no-download on data already on disk said 'train2017.zip not found' for each."""
+    out = tmp_path / "coco"
+    (out / "val2017").mkdir(parents=True)
+    (out / "val2017/1.jpg").write_bytes(b"x")
+    (out / "annotations").mkdir()
+    for s in ("train", "val"):
+        (out / f"annotations/instances_{s}2017.json").write_text("{}")
+    r = run_script("--path", str(out), "--splits", "val", "annotations", "--no-download")
+    assert r.returncode == 0, r.stderr
+    assert "using it" in r.stderr
+    r = run_script("--path", str(out), "--splits", "train", "--no-download")
+    assert r.returncode == 1 and "train2017.zip not found" in r.stderr
+
+
+def test_path_is_a_file_exit_2(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = run_script("--path", str(f), "--no-download")
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("hostile", ["hang", "stall"])
+def test_stop_cuts_a_stalled_server_at_once(http_server, tmp_path, hostile):
+    """A stop (Ctrl-C in a worker thread's caller) used to wait out --timeout (30 s here) while the
+    server held back the headers ('hang') or the body ('stall'); and then it logged a retry."""
+    import threading
+    (http_server.root / "f.bin").write_bytes(os.urandom(5000))
+    getattr(http_server, hostile)("f.bin")
+    stop = threading.Event()
+    outcome = []
+
+    def run():
+        try:
+            dl.download_file(http_server.url("f.bin"), tmp_path / "f.bin", progress=False, stop=stop,
+                             retry=dl.RetryPolicy(retries=3, timeout=30))
+            outcome.append("done")
+        except dl.DownloadCancelled:
+            outcome.append("cancelled")
+        except Exception as e:  # noqa: BLE001 - reported below
+            outcome.append(repr(e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    while not any(p[1] == "/f.bin" for p in http_server.requests):
+        t.join(0.02)
+    t.join(0.3)
+    stop.set()
+    t.join(10)  # far below the 30 s read timeout
+    assert not t.is_alive(), "the stop did not cut the stalled connection"
+    assert outcome == ["cancelled"]
+    assert http_server.count("GET", "f.bin") == 1, "no retry after a stop"

@@ -3,6 +3,7 @@ idempotent second run, invalid annotations reported (or dropped), images untouch
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,20 +158,173 @@ def test_mapping_unit():
     assert {a["category_id"] for a in d["annotations"]} == {1, 2, 3}  # originals 1, 3, 18
 
 
-def test_kill_during_write_leaves_old_file(tmp_path, monkeypatch):
-    root = make_root(tmp_path, splits=("val",))
-    path = root / "annotations/instances_val2017.json"
-    before = path.read_bytes()
+def test_kill_during_write_leaves_every_file_old(tmp_path, monkeypatch):
+    """A kill while writing the SECOND file's new version: no file has changed, nothing left over."""
+    root = make_root(tmp_path)
+    before = {s: (root / f"annotations/instances_{s}2017.json").read_bytes() for s in ("train", "val")}
+    real_dump = json.dump
+    calls = []
 
     def dying_dump(obj, f, **kw):
-        f.write('{"images": [')
-        raise KeyboardInterrupt  # stands in for a kill mid-write
+        calls.append(1)
+        if len(calls) == 2:
+            f.write('{"images": [')
+            raise KeyboardInterrupt  # stands in for a kill mid-write
+        real_dump(obj, f, **kw)
 
     monkeypatch.setattr(fca.json, "dump", dying_dump)
     with pytest.raises(KeyboardInterrupt):
-        fca.fix_file(path, drop_empty=False, drop_invalid=False)
-    assert path.read_bytes() == before
-    assert not list(path.parent.glob(".*.tmp"))
+        fca.main(["--path", str(root)])
+    for s, data in before.items():
+        assert (root / f"annotations/instances_{s}2017.json").read_bytes() == data
+    assert not [p.name for p in (root / "annotations").iterdir() if p.name.startswith(".")]
+
+
+def test_kill_between_renames_is_finished_by_the_next_run(tmp_path, monkeypatch):
+    """Killed after the commit point with train replaced and val not: the next run completes val
+    (and says so) instead of leaving a half-fixed set."""
+    root = make_root(tmp_path)
+    from vision.utils import file_set
+    real_replace = os.replace
+    seen = []
+
+    def dying_replace(src, dst):
+        if str(src).endswith(file_set.PENDING_SUFFIX):
+            seen.append(dst)
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(file_set.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        fca.main(["--path", str(root)])
+    monkeypatch.setattr(file_set.os, "replace", real_replace)
+    r = run_script("--path", str(root))
+    assert r.returncode == 0, r.stderr
+    assert "finished an interrupted write" in r.stderr
+    for s in ("train", "val"):
+        d = json.loads((root / f"annotations/instances_{s}2017.json").read_text())
+        assert d["pytorch_ssd_fixed"] == {"version": 1} and [c["id"] for c in d["categories"]] == [1, 2, 3, 4]
+    assert not [p.name for p in (root / "annotations").iterdir() if p.name.startswith(".")]
+
+
+def _zero_height(d: dict) -> None:
+    """Real COCO 2017 train: two zero-height boxes (image ids 200365 and 550395)."""
+    d["images"][0]["id"], d["images"][1]["id"] = 200365, 550395
+    for a in d["annotations"]:
+        a["image_id"] = {100: 200365, 101: 550395}.get(a["image_id"], a["image_id"])
+    d["annotations"][0]["bbox"] = [296.65, 388.33, 1.03, 0.0]
+    d["annotations"][1]["bbox"] = [9.98, 188.56, 15.52, 0.0]
+
+
+def test_real_coco_zero_height_boxes_fixed_without_flags(tmp_path):
+    """Issue 12 case 6: the README's step failed on real COCO (exit 1, and val fixed but not train)."""
+    root = make_root(tmp_path, mutate=_zero_height)
+    n = len(json.loads((root / "annotations/instances_train2017.json").read_text())["annotations"])
+    r = run_script("--path", str(root))
+    assert r.returncode == 0, r.stderr
+    assert "image id 200365" in r.stderr and "image id 550395" in r.stderr and "height 0.0" in r.stderr
+    for s in ("train", "val"):
+        d = json.loads((root / f"annotations/instances_{s}2017.json").read_text())
+        assert d["pytorch_ssd_fixed"] == {"version": 1}
+        assert len(d["annotations"]) == n, "degenerate boxes are kept: the loader drops them"
+    r = run_script("--path", str(root))
+    assert r.returncode == 0 and "already fixed" in r.stderr
+
+
+def test_blocking_problem_in_one_file_writes_no_file(tmp_path):
+    """All or none: val refused -> train is not fixed either (today train was rewritten, val not)."""
+    def unknown_image(d):
+        d["annotations"][0]["image_id"] = 999
+    root = make_root(tmp_path, splits=("train",))
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(_mutated(unknown_image)))
+    before = {s: (root / f"annotations/instances_{s}2017.json").read_bytes() for s in ("train", "val")}
+    r = run_script("--path", str(root))
+    assert r.returncode == 1 and "nothing written to any file" in r.stderr
+    for s, data in before.items():
+        path = root / f"annotations/instances_{s}2017.json"
+        assert path.read_bytes() == data and not path.with_name(path.name + ".orig").exists()
+
+
+def _mutated(mutate) -> dict:
+    d = coco_dict()
+    mutate(d)
+    return d
+
+
+def test_different_category_lists_get_one_mapping(tmp_path):
+    """val lacks category 3 ('car'): 'dog' (18) must be id 3 in both files, not 3 in train and 2 in val."""
+    def drop_car(d):
+        d["categories"] = [c for c in d["categories"] if c["id"] != 3]
+        d["annotations"] = [a for a in d["annotations"] if a["category_id"] != 3]
+    root = make_root(tmp_path, splits=("train",))
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(_mutated(drop_car)))
+    r = run_script("--path", str(root))
+    assert r.returncode == 0, r.stderr
+    fixed = {s: json.loads((root / f"annotations/instances_{s}2017.json").read_text()) for s in ("train", "val")}
+    for s, d in fixed.items():
+        assert {c["original_id"]: c["id"] for c in d["categories"]} == {1: 1, 3: 2, 18: 3, 90: 4}, s
+    orig_val = json.loads((root / "annotations/instances_val2017.json.orig").read_text())
+    new_of = {1: 1, 3: 2, 18: 3, 90: 4}
+    assert [a["category_id"] for a in fixed["val"]["annotations"]] == \
+           [new_of[a["category_id"]] for a in orig_val["annotations"]]
+    assert "added 1 categories" in r.stderr
+
+
+def test_conflicting_category_names_refused(tmp_path):
+    def rename(d):
+        d["categories"][0]["name"] = "bus"  # id 90 is 'toothbrush' in train
+    root = make_root(tmp_path, splits=("train",))
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(_mutated(rename)))
+    r = run_script("--path", str(root))
+    assert r.returncode == 2 and "category id 90" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_images_missing_on_disk_reported_kept_or_dropped(tmp_path):
+    root = make_root(tmp_path, splits=("val",))
+    (root / "val2017/000000000101.jpg").unlink()
+    (root / "val2017/000000000103.jpg").unlink()
+    rep = tmp_path / "rep.json"
+    r = run_script("--path", str(root), "--splits", "val", "--report", str(rep))
+    assert r.returncode == 0, r.stderr
+    assert "2 image(s) listed but missing on disk (first ids: 101, 103)" in r.stderr
+    d = json.loads((root / "annotations/instances_val2017.json").read_text())
+    assert len(d["images"]) == 4
+    summary = json.loads(rep.read_text())["files"]["instances_val2017.json"]
+    assert summary["images_missing_on_disk"] == 2 and summary["first_missing_image_ids"] == [101, 103]
+
+    root2 = make_root(tmp_path / "b", splits=("val",))
+    (root2 / "val2017/000000000101.jpg").unlink()
+    r = run_script("--path", str(root2), "--splits", "val", "--drop-invalid")
+    assert r.returncode == 0, r.stderr
+    d = json.loads((root2 / "annotations/instances_val2017.json").read_text())
+    assert [im["id"] for im in d["images"]] == [100, 102, 103]
+    assert all(a["image_id"] != 101 for a in d["annotations"])
+
+
+def test_bool_id_says_got_true_in_one_short_line(tmp_path):
+    def bool_id(d):
+        d["images"][1]["id"] = True
+        d["images"][1]["long"] = "x" * 500
+    root = make_root(tmp_path, splits=("val",), mutate=bool_id)
+    r = run_script("--path", str(root), "--splits", "val")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "images[1]" in lines[0] and "got True" in lines[0]
+    assert "file_name" not in lines[0] and len(lines[0]) < 250
+
+
+def test_wrong_kind_of_path(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = run_script("--path", str(f))
+    assert r.returncode == 2 and "is a file" in r.stderr
+    (tmp_path / "c/annotations/instances_val2017.json").mkdir(parents=True)
+    r = run_script("--path", str(tmp_path / "c"), "--splits", "val")
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+    root = make_root(tmp_path / "d", splits=("val",))
+    r = run_script("--path", str(root), "--splits", "val", "--report", str(tmp_path))
+    assert r.returncode == 2 and "is a folder" in r.stderr
 
 
 def test_same_format_as_the_dataset_module():

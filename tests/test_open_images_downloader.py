@@ -223,3 +223,126 @@ def test_download_then_train_one_epoch(http_server, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "labels.txt").read_text().split() == ["BACKGROUND", "Apple", "Banana"]
     assert list(run.glob("mb1-ssd-lite-Epoch-0-Loss-*.pth"))
+
+
+# ----------------------------------------------------------------------------- issue 12: hostile mirrors
+
+
+def _apple_train(http_server, data: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_script(http_server, data, "--class-names", "Apple", "--splits", "train", *args)
+
+
+APPLE_TRAIN = ["t01", "t02", "t03", "t04", "t10"]
+
+
+def test_html_pictures_fail_and_are_fetched_on_the_next_run(http_server, tmp_path):
+    """A mirror answering every picture with 200 text/html gave '5 downloaded ... 0 failed', exit 0."""
+    make_mirror(http_server.root)
+    for i in APPLE_TRAIN:
+        http_server.html(f"img/train/{i}.jpg", times=1)
+    data = tmp_path / "d"
+    r = _apple_train(http_server, data, "--retry", "0")
+    assert r.returncode == 1, r.stderr
+    assert f"0 downloaded, 0 already there, 0 missing on the server (skipped), {len(APPLE_TRAIN)} failed" in r.stdout
+    assert "HTML page" in r.stderr
+    assert not list((data / "train").glob("*.jpg"))
+    r = _apple_train(http_server, data)  # the mirror is healthy again
+    assert r.returncode == 0, r.stderr
+    assert f"{len(APPLE_TRAIN)} downloaded, 0 already there" in r.stdout
+    for i in APPLE_TRAIN:
+        assert (data / f"train/{i}.jpg").read_bytes() == (http_server.root / f"img/train/{i}.jpg").read_bytes()
+
+
+def test_pictures_cut_without_length_are_fetched_again(http_server, tmp_path):
+    """Cut by a clean close without Content-Length, all were kept as complete."""
+    make_mirror(http_server.root)
+    for i in APPLE_TRAIN:
+        http_server.cut(f"img/train/{i}.jpg", after=300, times=1)
+    data = tmp_path / "d"
+    r = _apple_train(http_server, data, "--retry", "2")
+    assert r.returncode == 0, r.stderr
+    for i in APPLE_TRAIN:
+        assert (data / f"train/{i}.jpg").read_bytes() == (http_server.root / f"img/train/{i}.jpg").read_bytes()
+
+
+def test_damaged_pictures_on_disk_are_not_counted_as_there(http_server, tmp_path):
+    """Left by an older version: an HTML page and a cut JPEG under final names ('already there')."""
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    assert _apple_train(http_server, data).returncode == 0
+    (data / "train/t01.jpg").write_bytes(b"<html><body>sign in</body></html>")
+    good = (data / "train/t02.jpg").read_bytes()
+    (data / "train/t02.jpg").write_bytes(good[:200])
+    r = _apple_train(http_server, data)
+    assert r.returncode == 0, r.stderr
+    assert "3 already there, 2 damaged on disk and downloaded again" in r.stdout
+    assert (data / "train/t02.jpg").read_bytes() == good
+    assert [rng for m, p, rng in http_server.requests if p == "/img/train/t02.jpg"][-1] == "bytes=200-"
+    assert (data / "train/t01.jpg").read_bytes() == (http_server.root / "img/train/t01.jpg").read_bytes()
+
+
+def test_cut_csv_is_fetched_again(http_server, tmp_path):
+    """A bbox CSV cut mid-row (no Content-Length) was kept: half of the boxes, exit 0, never re-fetched."""
+    make_mirror(http_server.root)
+    csv_rel = "meta/train/train-annotations-bbox.csv"
+    full = (http_server.root / csv_rel).read_bytes()
+    http_server.cut(csv_rel, after=len(full) // 2 + 7, times=1)
+    data = tmp_path / "d"
+    r = _apple_train(http_server, data, "--retry", "0")
+    assert r.returncode == 1 and "cut short" in r.stderr, r.stderr
+    assert not (data / "train-annotations-bbox.csv").exists()
+    r = _apple_train(http_server, data)
+    assert r.returncode == 0, r.stderr
+    assert (data / "train-annotations-bbox.csv").read_bytes() == full
+    # a cut copy cached by an older version is moved aside and fetched again
+    (data / "train-annotations-bbox.csv").write_bytes(full[: len(full) // 2 + 7])
+    r = _apple_train(http_server, data)
+    assert r.returncode == 0, r.stderr
+    assert "moved it to train-annotations-bbox.csv.bad" in r.stderr
+    assert (data / "train-annotations-bbox.csv").read_bytes() == full
+
+
+def test_csv_problem_unit(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text(oid.BBOX_COLUMNS[0] + ",x\n")
+    assert "header lacks" in oid.csv_problem(p, oid.BBOX_COLUMNS)
+    p.write_text("a,b,c\n1,2,3\n1,2")
+    assert "cut short" in oid.csv_problem(p, ("a",))
+    p.write_text("a,b,c\n1,2,3")  # no final newline, but the row is whole
+    assert oid.csv_problem(p, ("a",)) is None
+    p.write_bytes(b"")
+    assert oid.csv_problem(p) == "empty file"
+
+
+def test_classes_without_boxes_say_nothing_to_train_on(http_server, tmp_path):
+    make_mirror(http_server.root)  # 'Car' is a known class without any box
+    r = run_script(http_server, tmp_path / "d", "--class-names", "Car")
+    assert r.returncode == 1 and "nothing to train on" in r.stderr, r.stderr
+    assert "train with" not in r.stderr
+
+
+def test_data_is_a_file_and_lock(http_server, tmp_path):
+    make_mirror(http_server.root)
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = run_script(http_server, f, "--class-names", "Apple")
+    assert r.returncode == 2 and "is a file" in r.stderr
+    from vision.utils import download as dl
+    data = tmp_path / "d"
+    data.mkdir()
+    with dl.folder_lock(data):
+        r = run_script(http_server, data, "--class-names", "Apple")
+    assert r.returncode == 1 and "another download is running" in r.stderr
+
+
+def test_wrong_kind_of_path_inside_data(http_server, tmp_path):
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    (data / "class-descriptions-boxable.csv").mkdir(parents=True)
+    r = run_script(http_server, data, "--class-names", "Apple")
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+    data = tmp_path / "e"
+    data.mkdir()
+    (data / "train").write_text("x")
+    r = run_script(http_server, data, "--class-names", "Apple", "--splits", "train")
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr

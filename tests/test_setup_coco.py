@@ -77,20 +77,18 @@ def test_full_pipeline_then_rerun_skips(http_server, tmp_path):
     assert "already checked" in r.stderr and "already fixed" in r.stderr
 
 
-def test_stops_at_first_failure(http_server, tmp_path):
+def test_bad_image_is_quarantined_and_the_run_goes_on(http_server, tmp_path):
+    """The image check needed a second run after quarantining (exit 1 the first time)."""
     serve_mini_coco(http_server.root, corrupt_val=True)
     data = tmp_path / "coco"
     r = run_setup("--path", str(data), "--base-url", http_server.url())
-    assert r.returncode == 1
-    assert "val2017" in r.stderr and "failed" in r.stderr
-    assert not (data / ".validated-val2017").exists()
-    assert not (data / ".validated-test2017").exists(), "steps after the failure do not run"
-    d = json.loads((data / "annotations/instances_val2017.json").read_text())
-    assert "pytorch_ssd_fixed" not in d, "fix did not run"
-    assert (data / "val2017_invalid/000000000002.jpg").exists()
-    # the bad image was moved away: a second run completes
-    r = run_setup("--path", str(data), "--base-url", http_server.url())
     assert r.returncode == 0, r.stderr
+    assert (data / "val2017_invalid/000000000002.jpg").exists()
+    assert (data / ".validated-val2017").exists() and (data / ".validated-test2017").exists()
+    assert json.loads((data / "annotations/instances_val2017.json").read_text())["pytorch_ssd_fixed"]
+    assert "1 unreadable image(s) of val2017" in r.stderr
+    assert "instances_val2017.json are missing on disk (first ids: 2)" in r.stderr
+    assert r.stderr.rstrip().endswith(f"COCO 2017 ready in {data}")
 
 
 def test_download_failure_stops(http_server, tmp_path):
@@ -140,3 +138,51 @@ def test_demo(tmp_path):
     image, boxes, labels = ds[0]
     assert image.ndim == 3 and boxes.shape[1] == 4
     assert labels.min() >= 1 and labels.max() < len(ds.class_names)
+
+
+def test_deleted_split_is_not_ready(http_server, tmp_path):
+    """`rm -rf coco/val2017` then ./setup_coco said 'COCO 2017 ready', exit 0."""
+    import shutil
+    serve_mini_coco(http_server.root)
+    data = tmp_path / "coco"
+    assert run_setup("--path", str(data), "--base-url", http_server.url()).returncode == 0
+    shutil.rmtree(data / "val2017")
+    r = run_setup("--path", str(data), "--base-url", http_server.url(), "--no-download")
+    assert r.returncode == 1 and "val2017.zip not found" in r.stderr, r.stderr
+    assert "COCO 2017 ready" not in r.stderr
+    r = run_setup("--path", str(data), "--base-url", http_server.url())
+    assert r.returncode == 0, r.stderr
+    assert len(list((data / "val2017").iterdir())) == 2
+    assert "check the images in" in r.stderr and "val2017 already checked" not in r.stderr
+
+
+def test_no_download_on_an_extracted_folder(http_server, tmp_path):
+    """--no-download on data already on disk said 'train2017.zip not found' for every archive."""
+    serve_mini_coco(http_server.root)
+    data = tmp_path / "coco"
+    for zp in http_server.root.rglob("*.zip"):
+        with zipfile.ZipFile(zp) as zf:
+            zf.extractall(data)
+    r = run_setup("--path", str(data), "--no-download", "--splits", "train", "val", "annotations")
+    assert r.returncode == 0, r.stderr
+    assert (data / ".validated-train2017").exists() and not (data / ".validated-test2017").exists()
+    d = json.loads((data / "annotations/instances_train2017.json").read_text())
+    assert d["pytorch_ssd_fixed"] == {"version": 1}
+
+
+def test_splits_choose_what_is_fetched_and_checked(http_server, tmp_path):
+    serve_mini_coco(http_server.root)
+    data = tmp_path / "coco"
+    r = run_setup("--path", str(data), "--base-url", http_server.url(), "--splits", "val", "annotations")
+    assert r.returncode == 0, r.stderr
+    assert (data / "val2017").is_dir() and not (data / "train2017").exists()
+    assert not any("train2017.zip" in p for _, p, _ in http_server.requests)
+    r = run_setup("--splits", "bogus")
+    assert r.returncode == 2 and "unknown split" in r.stderr
+
+
+def test_path_is_a_file(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = run_setup("--path", str(f))
+    assert r.returncode == 2 and "is a file" in r.stderr

@@ -145,3 +145,78 @@ def test_scan_many_files_bounded(tmp_path):
     files = list(vif.iter_files(d))
     bad = vif.scan(files, workers=2, progress=False)
     assert [Path(p).name for p, _ in bad] == ["00000.jpg", "00100.jpg", "00200.jpg", "00300.jpg"]
+
+
+def _dataset_root(tmp_path: Path) -> Path:
+    """A COCO-like root: annotations (json, txt, no extension) beside an image folder."""
+    root = tmp_path / "coco-data"
+    make_folder(root / "val2017")
+    (root / "annotations").mkdir()
+    (root / "annotations/instances_val2017.json").write_text('{"images": []}')
+    (root / "labels.txt").write_text("BACKGROUND\ncat\n")
+    (root / "README").write_text("not an image")
+    (root / "val2017/notes.txt").write_text("not an image either")
+    return root
+
+
+NON_IMAGES = ["annotations/instances_val2017.json", "labels.txt", "README", "val2017/notes.txt"]
+
+
+@pytest.mark.parametrize("action", ["delete", "quarantine"])
+def test_dataset_root_never_touches_non_images(tmp_path, action):
+    """Issue 12 case 1: --path at the dataset root deleted annotations/*.json (OpenCV cannot decode
+    JSON). Only image extensions are ever judged; the rest is counted as skipped."""
+    root = _dataset_root(tmp_path)
+    before = {n: (root / n).read_bytes() for n in NON_IMAGES}
+    r = run_script("--path", str(root), "--action", action, "--workers", "1")
+    assert r.returncode == 1, r.stderr
+    for n, data in before.items():
+        assert (root / n).read_bytes() == data, f"{n} was touched"
+    assert "4 file(s) not an image, skipped" in r.stderr
+    assert not any((root / "val2017" / n).exists() for n in BAD), "the bad images are still dealt with"
+    if action == "quarantine":
+        moved = {p.name for p in (tmp_path / "coco-data_invalid").rglob("*") if p.is_file()}
+        assert moved == set(BAD) | {"report.json"}
+        report = json.loads((tmp_path / "coco-data_invalid/report.json").read_text())
+        assert report["skipped_not_images"] == 4
+
+
+def test_only_non_images_is_a_failure_not_a_deletion(tmp_path):
+    d = tmp_path / "ann"
+    d.mkdir()
+    (d / "a.json").write_text("{}")
+    r = run_script("--path", str(d), "--action", "delete")
+    assert r.returncode == 1 and "no image files" in r.stderr
+    assert (d / "a.json").exists()
+
+
+def test_ok_after_cleanup_exit_0_in_one_run(tmp_path):
+    d = make_folder(tmp_path / "val2017")
+    r = run_script("--path", str(d), "--workers", "1", "--ok-after-cleanup")
+    assert r.returncode == 0, r.stderr
+    assert not any((d / n).exists() for n in BAD)
+    r = run_script("--path", str(d), "--workers", "1", "--action", "report", "--ok-after-cleanup",
+                   "--report", str(tmp_path / "r.json"))
+    assert r.returncode == 0, "nothing bad is left"
+    (d / "late.jpg").write_bytes(b"")
+    r = run_script("--path", str(d), "--workers", "1", "--action", "report", "--ok-after-cleanup")
+    assert r.returncode == 1, "report only: the bad file is still there"
+
+
+def test_wrong_kind_of_path(tmp_path):
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    r = run_script("--path", str(f))
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+    d = make_folder(tmp_path / "imgs")
+    r = run_script("--path", str(d), "--report", str(tmp_path))
+    assert r.returncode == 2 and "is a folder" in r.stderr
+    assert all((d / n).exists() for n in BAD), "refused before touching anything"
+
+
+def test_quarantine_folder_is_a_file(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    (tmp_path / "imgs_invalid").write_text("x")
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+    assert all((d / n).exists() for n in BAD)

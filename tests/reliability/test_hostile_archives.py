@@ -75,8 +75,12 @@ def test_coco_downloader_refuses_hostile_zip(name, tmp_path, capsys):
     before_outside = sorted(p.name for p in tmp_path.rglob("*"))
     rc, _, err = run_inproc("coco_downloader", ["--path", root, "--splits", "val", "--no-download"], capsys)
     assert_clean_error(rc, err, [str(archive), *needles], 1, name)
-    assert archive.read_bytes() == data, "the archive must be kept for inspection"
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before_outside, "something was written"
+    # kept for inspection: a damaged one as NAME.bad (so the next run downloads it again, issue 12)
+    kept = archive if archive.exists() else archive.with_name(archive.name + ".bad")
+    assert kept.read_bytes() == data, "the archive must be kept for inspection"
+    after = sorted(p.name for p in tmp_path.rglob("*") if p.name != ".download.lock")
+    assert after == sorted(n if n != archive.name or archive.exists() else kept.name for n in before_outside), \
+        "something was written"
     assert not (root / "val2017").exists() and not list(root.glob(".extracted-*"))
     assert not list(root.glob(".extract-*")), "temp folder left behind"
 
