@@ -36,6 +36,7 @@ INPUT_NAME = "input_0"
 OUTPUT_NAMES = ("scores", "boxes")
 TENSORRT_MAX_OPSET = {"7.1": 11, "8.5": 17}  # the minimum jetson-inference names, and JetPack 5's
 TOLERANCE = 1e-4
+INT8_MIN_OPSET = 13  # per-channel QDQ (DequantizeLinear's axis) needs opset 13
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "own (pixel - mean)/std, for other runtimes (not for detectnet)")
     p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
                    help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write an INT8 (QDQ, per-channel weights) model NAME-int8.onnx, statically calibrated "
+                        "with ONNX Runtime on --calibration-data images (ONNX Runtime on CPUs; TensorRT 8+)")
+    p.add_argument("--calibration-data", default=None, metavar="DIR",
+                   help="with --int8: a dataset root or image folder (searched recursively) to calibrate on")
+    p.add_argument("--calibration-images", type=int_range(1, 100000), default=100, metavar="N",
+                   help="with --int8: calibrate on N images spread over --calibration-data (default 100)")
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image)")
     add_log_level_arg(p)
@@ -233,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.ssd.detectnet import DEFAULT_CLUSTER_THRESHOLD, DEFAULT_THRESHOLD, DETECTNET_MEAN, DETECTNET_STD
     from vision.utils.scripts import build_model, read_model_info
 
+    if args.int8 and not args.calibration_data:
+        raise UserError("--int8 needs --calibration-data DIR (images to calibrate the int8 ranges on)")
     model_path, labels = resolve_paths(args)
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
@@ -316,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f.write(model_bytes)
     labels_out = write_labels_beside(output, class_names)
     log.info("wrote %s (%.1f MB, %d priors) and %s", output, len(model_bytes) / 1e6, num_priors, labels_out)
+    if args.int8:
+        int8_opset = max(args.opset, INT8_MIN_OPSET)
+        fp32 = model_bytes if args.opset >= INT8_MIN_OPSET else add_metadata(
+            export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(meta))
+        write_int8(args, output, fp32, transform, x)
     for engine in stale_engines(output):
         log.warning("TensorRT engine %s was built from an earlier export: jetson-inference before 2022-08 "
                     "keeps running it (delete it); newer builds see the checksum change and rebuild it", engine)
@@ -325,6 +340,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  detectnet --model={shown_path(output)} --labels={shown_path(labels_out)} --input-blob={INPUT_NAME} "
           f"--output-cvg=scores --output-bbox=boxes <input> <output>")
     return 0
+
+
+def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, transform, x: torch.Tensor) -> None:
+    """NAME-int8.onnx beside ``output``, calibrated with the graph's own preprocessing; logs how far it is from fp32."""
+    import onnxruntime as ort
+
+    from vision.ssd.int8 import calibration_images, quantize_int8
+
+    images = calibration_images(args.calibration_data, args.calibration_images)
+    int8_path = output.with_name(f"{output.stem}-int8{output.suffix}")
+    log.info("INT8: calibrating on %d images from %s", len(images), args.calibration_data)
+    log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),
+             INT8_MIN_OPSET)
+    data = quantize_int8(model_bytes, int8_path, images, transform)
+    runs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+            for b in (model_bytes, data)]
+    log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.3f, boxes %.3f", int8_path,
+             len(data) / 1e6, np.abs(runs[0][0] - runs[1][0]).max(), np.abs(runs[0][1] - runs[1][1]).max())
 
 
 def shown_path(path: Path) -> str:

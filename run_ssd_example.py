@@ -247,7 +247,7 @@ def run_videos(predictor, sources: list[str], class_names: list[str], args: argp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # positionals may follow --onnx FILE
     setup_logging(args.log_level)
     from vision.datasets.image_io import load_image_rgb
 
