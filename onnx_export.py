@@ -331,6 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         fp32 = model_bytes if args.opset >= INT8_MIN_OPSET else add_metadata(
             export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(meta))
         write_int8(args, output, fp32, transform, x)
+    if not args.dynamic_batch and args.batch_size == 1:
+        from vision.ssd.export_report import export_report
+
+        for line in export_report(output, net, [(args.test_image or "generated test image", image)], class_names):
+            log.info("%s", line)
     for engine in stale_engines(output):
         log.warning("TensorRT engine %s was built from an earlier export: jetson-inference before 2022-08 "
                     "keeps running it (delete it); newer builds see the checksum change and rebuild it", engine)
