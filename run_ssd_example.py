@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shows (nearest-neighbour stretch, threshold, same-class clustering, no NMS, no top-k)")
     p.add_argument("--per-frame", action="store_true",
                    help="videos/cameras: print the detections of every frame (default: a summary per video)")
-    p.add_argument("--max-frames", type=positive_int, default=None,
+    p.add_argument("--max-frames", type=int_range(1, 10**9), default=None,
                    help="videos/cameras: stop after this many frames (a camera otherwise runs until Ctrl-C)")
     p.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10,
                    help="at most this many detections per image (default 10)")

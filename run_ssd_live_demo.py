@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from vision.utils.misc import add_log_level_arg, positive_int, run_main, unit_float
+from vision.utils.misc import add_log_level_arg, int_range, run_main, unit_float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=unit_float, default=None,
                    help="minimum score (default 0.4; 0.5 with --postprocess detectnet)")
     p.add_argument("--output-dir", default=None, help="folder for the annotated video (default run_ssd_example_output/)")
-    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    p.add_argument("--max-frames", type=int_range(1, 10**9), default=None, help="stop after this many frames")
     p.add_argument("--per-frame", action="store_true", help="print the detections of every frame")
     add_log_level_arg(p)
     return p
