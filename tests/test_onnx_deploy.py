@@ -109,3 +109,19 @@ def test_export_script_writes_metadata_and_skips_detectnet_command_when_it_canno
                             *extra], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         assert "detectnet --model" not in r.stdout and "not for jetson-inference" in r.stderr, extra
+
+
+def test_exporter_says_which_epoch_best_is_and_the_last_epochs_metric(tmp_path):
+    import json
+
+    from vision.training.run_summary import describe_checkpoint
+
+    (tmp_path / "metrics.jsonl").write_text("\n".join(
+        json.dumps({"epoch": e, "val_loss": 3 - e * 0.1, "mAP": 0.1 * e}) for e in range(5)) + "\n")
+    lines = describe_checkpoint(tmp_path / "best.pth", {"epoch": 1, "best_metric": {"name": "mAP", "epoch": 1}})
+    assert lines == ["best.pth is epoch 1 (mAP 0.1000)",
+                     "the run's last epoch is 4 (mAP 0.4000); pass --input with its checkpoint to export that one "
+                     "instead"]
+    assert describe_checkpoint(tmp_path / "sub" / "x.pth", {"epoch": 2, "val_loss": 2.5}) == \
+        ["x.pth is epoch 2 (val_loss 2.5000)"]
+    assert describe_checkpoint(tmp_path / "plain.pth", None) == []

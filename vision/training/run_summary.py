@@ -25,7 +25,11 @@ def describe_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None) 
     best = checkpoint.get("best_metric") if isinstance(checkpoint.get("best_metric"), dict) else {}
     metric = str(best.get("name") or "")
     records = [r for r in read_metrics(path.parent) if isinstance(r.get("epoch"), int)]
-    own = next((r for r in records if r["epoch"] == epoch), checkpoint.get("metrics") or {})
+    own = next((r for r in records if r["epoch"] == epoch), None)
+    if own is None:  # no metrics.jsonl line: the checkpoint's own record, else its top-level val_loss
+        own = dict(checkpoint.get("metrics") or {}) if isinstance(checkpoint.get("metrics"), dict) else {}
+        if "val_loss" not in own and isinstance(checkpoint.get("val_loss"), (int, float)):
+            own["val_loss"] = checkpoint["val_loss"]
     if not metric:
         metric = next((k for k in ("val_mAP", "val_map", "mAP", "val_loss") if k in own), "val_loss")
     lines = [f"{path.name} is epoch {epoch} ({_fmt(metric, own.get(metric))})"]
