@@ -46,6 +46,10 @@ def open_capture(item: str):
     """A cv2.VideoCapture for a camera index or a file; UserError when it cannot be opened."""
     import cv2
 
+    try:  # OpenCV's own warnings (e.g. FFMPEG probing a missing camera) would bypass logging
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
     if is_camera(item):
         cap = cv2.VideoCapture(int(item))
         what = f"camera {int(item)}"
