@@ -18,6 +18,27 @@ from vision.ssd.registry import CANONICAL_NAMES  # noqa: E402
 CLASSES = ["BACKGROUND", "apple", "banana"]
 
 
+def _sensitive_init(net, gain, seed=0):
+    """Random weights that keep the signal alive to the heads (fan-in normal, BatchNorm as identity).
+
+    The nets' own init leaves most of them near input-independent at random weights, which would let
+    a missing or wrong input adapter pass unnoticed."""
+    import math
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(gain / m.weight[0].numel()))
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1)
+                m.bias.zero_()
+                m.running_mean.zero_()
+                m.running_var.fill_(1)
+
+
 def _image(seed=0, h=150, w=200):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -35,16 +56,20 @@ def test_every_net_takes_detectnets_input(name):
     torch.manual_seed(0)
     size = 300 if name == "vgg16-ssd" else 160
     net = create_net(name, len(CLASSES), resolution=size, is_test=True).eval()
+    _sensitive_init(net, 1.0 if name == "vgg16-ssd" else 2.0)  # vgg: pixel-scale input, keep boxes finite
     mean, std = net.config.image_mean, net.config.image_std
     image = _image()
     x_d = DetectNetTransform(size)(image).unsqueeze(0)
     x_net = DetectNetTransform(size, mean, std)(image).unsqueeze(0)
-    assert np.abs(x_d.numpy() - x_net.numpy()).max() > 1e-3  # the two normalizations really differ
+    with torch.no_grad():  # without the adapter the outputs would be off by more than the tolerance
+        wrong = [t.numpy() for t in net(x_d)]
     data = export_bytes(ExportNet(net, mean, std), x_d, 11, dynamic_batch=False)
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     scores, boxes = sess.run(["scores", "boxes"], {"input_0": x_d.numpy()})
     with torch.no_grad():
         ref_scores, ref_boxes = (t.numpy() for t in net(x_net))
+    assert max(np.abs(wrong[0] - ref_scores).max(), np.abs(wrong[1] - ref_boxes).max()) > 5e-4
+    assert np.isfinite(ref_boxes).all()
     assert np.abs(scores - ref_scores).max() <= 1e-4
     assert np.abs(boxes - ref_boxes.clip(0, 1)).max() <= 1e-4
     assert boxes.min() >= 0 and boxes.max() <= 1
