@@ -177,9 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.evaluation import voc as voc_eval
     from vision.evaluation.detection import default_workers, detect_dataset
     from vision.evaluation.evaluate import compute_metrics, make_predictor
-    from vision.utils.scripts import load_model, select_device
-
     from vision.ssd.onnx_model import as_deployed, is_onnx_path, load_onnx_model
+    from vision.utils.scripts import load_model, select_device
 
     detectnet = args.postprocess == "detectnet"
     if args.prob_threshold is None:
