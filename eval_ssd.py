@@ -4,6 +4,8 @@
 Examples:
   python3 eval_ssd.py --trained-model models/run1            # checkpoint folder: needs nothing else
   python3 eval_ssd.py --dataset-type coco --dataset coco-data --trained-model models/run1/best.pth
+  python3 eval_ssd.py --trained-model models/run1/ssd-mobilenet.onnx --dataset data/fruit \
+      --postprocess detectnet                              # the exported file, as the Jetson runs it
   python3 eval_ssd.py --net mb1-ssd --trained_model models/mobilenet-v1-ssd-mp-0_675.pth \\
       --label_file models/voc-model-labels.txt --dataset VOC2007/        # upstream flags still work
 """
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--trained_model", "--trained-model", dest="trained_model", required=True,
                    help="model to evaluate: an upstream .pth state_dict, a training checkpoint, or a checkpoint "
-                        "folder (its best.pth, with net/resolution/classes read from the checkpoint)")
+                        "folder (its best.pth, with net/resolution/classes read from the checkpoint), or an .onnx "
+                        "file from onnx_export.py (run by ONNX Runtime; net/resolution/classes read from the file)")
     m.add_argument("--net", default=None,
                    help="network name (e.g. mb1-ssd, mb2-ssd-lite, vgg16-ssd); default: what the checkpoint says")
     m.add_argument("--label_file", "--label-file", "--labels", dest="label_file", default=None,
@@ -64,8 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="non-maximum suppression: hard or soft (default hard)")
     e.add_argument("--nms-iou-threshold", "--nms_iou_threshold", dest="nms_iou_threshold", type=unit_float,
                    default=0.45, help="IoU above which NMS suppresses a box of the same class (default 0.45)")
-    e.add_argument("--prob-threshold", "--prob_threshold", dest="prob_threshold", type=unit_float, default=0.01,
-                   help="drop detections scoring below this (default 0.01; low, as mAP needs the whole curve)")
+    e.add_argument("--prob-threshold", "--prob_threshold", dest="prob_threshold", type=unit_float, default=None,
+                   help="drop detections scoring below this (default 0.01 with nms, low as mAP needs the whole "
+                        "curve; 0.5 with detectnet, detectNet's default)")
+    e.add_argument("--postprocess", choices=["nms", "detectnet"], default="nms",
+                   help="nms (default): this project's NMS and bilinear resize; detectnet: exactly what "
+                        "jetson-inference's detectNet does (nearest-neighbour stretch, threshold, same-class "
+                        "clustering, no NMS, no top-k), so the mAP is the one the Jetson gives")
     e.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=None,
                    help="keep at most this many detections per image (default: 100 for COCO, its rule; 200 otherwise)")
     e.add_argument("--eval_dir", "--eval-dir", dest="eval_dir", default="eval_results",
@@ -181,11 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.evaluation import voc as voc_eval
     from vision.evaluation.detection import default_workers, detect_dataset
     from vision.evaluation.evaluate import compute_metrics, make_predictor
+    from vision.ssd.onnx_model import as_deployed, is_onnx_path, load_onnx_model
     from vision.utils.scripts import load_model, select_device
 
-    device = select_device(args.use_cuda)
-    model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,
-                       resolution=args.resolution, width_mult=args.mb2_width_mult, is_test=True, device=device)
+    detectnet = args.postprocess == "detectnet"
+    if args.prob_threshold is None:
+        args.prob_threshold = 0.5 if detectnet else 0.01
+    onnx = is_onnx_path(args.trained_model)
+    device = select_device(args.use_cuda and not onnx)
+    if onnx:
+        model = load_onnx_model(args.trained_model, net_name=args.net, label_file=args.label_file,
+                                resolution=args.resolution, width_mult=args.mb2_width_mult, nms_method=args.nms_method,
+                                iou_threshold=args.nms_iou_threshold, filter_threshold=args.prob_threshold)
+    else:
+        model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,
+                           resolution=args.resolution, width_mult=args.mb2_width_mult, is_test=True, device=device)
     fill_dataset_args(args, model.info.train_args)
     dataset = build_dataset(args, model.class_names)
     if len(dataset) == 0:
@@ -201,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers = default_workers(device)
     predictor = make_predictor(model.net, device=device, nms_method=args.nms_method,
                                iou_threshold=args.nms_iou_threshold, prob_threshold=args.prob_threshold)
+    if detectnet:
+        predictor = as_deployed(predictor, model.class_names, args.prob_threshold, onnx=onnx,
+                                meta=getattr(model, "meta", None))
     log.info("detecting on %d images (%s, batch %d, %d workers, %s)", len(dataset), args.dataset_type,
              args.batch_size, args.workers, device)
     detections, images_per_s = detect_dataset(
@@ -208,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prob_threshold=args.prob_threshold, progress=log.isEnabledFor(logging.INFO))
     num_dets = sum(len(d) for d in detections)
     log.info("%d detections, %.1f images/s", num_dets, images_per_s)
+    if detectnet:
+        log.info("%s", predictor.summary())
 
     if args.dataset_type == "coco" and args.split == "test-dev":
         results = coco_eval.coco_results(detections, [dataset.coco_image_id(i) for i in range(len(dataset))],
@@ -224,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataset": str(args.dataset), "dataset_type": args.dataset_type, "num_images": len(dataset),
         "num_detections": num_dets, "images_per_s": images_per_s, "mAP": metrics["mAP"], "AP50": metrics["AP50"],
         "per_class": metrics["per_class"],
-        "settings": {"nms_method": args.nms_method, "nms_iou_threshold": args.nms_iou_threshold,
+        "settings": {"postprocess": args.postprocess, "nms_method": args.nms_method, "nms_iou_threshold": args.nms_iou_threshold,
                      "prob_threshold": args.prob_threshold, "top_k": top_k},
     }
     if args.dataset_type == "coco":

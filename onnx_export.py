@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Export a trained SSD to ONNX for jetson-inference (detectNet / TensorRT), and check the export.
 
-The graph is the test-mode net: input ``input_0`` [B,3,H,W] float32 (normalized as the net
-expects), outputs ``scores`` [B,N,C] (softmaxed) and ``boxes`` [B,N,4] (corner form, 0..1), no
-NMS (detectNet clusters boxes itself). Static shapes with batch 1 by default, opset 11 (TensorRT
-8.x on JetPack accepts 11-13), constant folding. After writing, the file is checked with
-onnx.checker and run by ONNX Runtime on an image; outputs must match PyTorch within 1e-4.
+The graph is the test-mode net: input ``input_0`` [B,3,H,W] float32 normalized as detectNet feeds
+it, (pixel/255 - 0.5)/0.5 planar RGB (an input adapter maps it onto the net's own normalization;
+``--input-normalization net`` keeps the net's), outputs ``scores`` [B,N,C] (softmaxed) and ``boxes``
+[B,N,4] (corner form, clamped to 0..1), no NMS (detectNet clusters boxes itself). Static shapes with
+batch 1 by default, opset 11 (TensorRT 7.1, jetson-inference's minimum, takes <= 11; 8.5 takes <= 17),
+constant folding. The file describes itself (net, resolution, classes, input normalization, priors,
+post-processing defaults in its metadata). After writing, it is checked with onnx.checker and run
+by ONNX Runtime on an image; outputs must match PyTorch within 1e-4.
 
 Examples:
   python3 onnx_export.py --model-dir=models/fruit                 # dusty-nv / Hello AI World usage
@@ -31,8 +34,9 @@ log = logging.getLogger("onnx_export")
 
 INPUT_NAME = "input_0"
 OUTPUT_NAMES = ("scores", "boxes")
-TENSORRT_OPSETS = range(11, 14)
+TENSORRT_MAX_OPSET = {"7.1": 11, "8.5": 17}  # the minimum jetson-inference names, and JetPack 5's
 TOLERANCE = 1e-4
+INT8_MIN_OPSET = 13  # per-channel QDQ (DequantizeLinear's axis) needs opset 13
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension dynamic (not for detectNet, which needs a static batch of 1)")
     p.add_argument("--opset", type=int_range(9, 21), default=11,
-                   help="ONNX opset (default 11; TensorRT 8.x on JetPack accepts 11-13)")
+                   help="ONNX opset (default 11: TensorRT 7.1, jetson-inference's minimum, takes <= 11; "
+                        "TensorRT 8.5 takes <= 17)")
+    p.add_argument("--input-normalization", dest="input_normalization", choices=["detectnet", "net"],
+                   default="detectnet",
+                   help="the graph's input: detectnet (default) = (pixel/255 - 0.5)/0.5 as jetson-inference feeds "
+                        "every SSD (an input adapter maps it onto the net's own normalization); net = the net's "
+                        "own (pixel - mean)/std, for other runtimes (not for detectnet)")
     p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
                    help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write an INT8 (QDQ, per-channel weights) model NAME-int8.onnx, statically calibrated "
+                        "with ONNX Runtime on --calibration-data images (ONNX Runtime on CPUs; TensorRT 8+)")
+    p.add_argument("--calibration-data", default=None, metavar="DIR",
+                   help="with --int8: a dataset root or image folder (searched recursively) to calibrate on")
+    p.add_argument("--calibration-images", type=int_range(1, 100000), default=100, metavar="N",
+                   help="with --int8: calibrate on N images spread over --calibration-data (default 100)")
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image)")
     add_log_level_arg(p)
@@ -221,8 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.datasets.image_io import load_image_rgb
     from vision.ssd.registry import canonical_name
     from vision.ssd.data_preprocessing import PredictionTransform
+    from vision.ssd.detectnet import DEFAULT_CLUSTER_THRESHOLD, DEFAULT_THRESHOLD, DETECTNET_MEAN, DETECTNET_STD
     from vision.utils.scripts import build_model, read_model_info
 
+    if args.int8 and not args.calibration_data:
+        raise UserError("--int8 needs --calibration-data DIR (images to calibrate the int8 ranges on)")
     model_path, labels = resolve_paths(args)
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
@@ -245,30 +265,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = Path(args.model_dir) / output
     if output.suffix.lower() != ".onnx":
         log.warning("output %s does not end in .onnx", output)
-    if args.opset not in TENSORRT_OPSETS:
-        log.warning("opset %d: TensorRT 8.x on JetPack accepts opsets 11-13; the default 11 is the safe choice",
-                    args.opset)
-    if name == "vgg16-ssd":
-        log.warning("vgg16-ssd expects input minus the mean %s (std %g), but jetson-inference's detectNet feeds "
-                    "(x/255 - 0.5)/0.5; detections on the Jetson will be poor unless you change its preprocessing",
-                    net.config.image_mean.tolist(), net.config.image_std)
-    if args.dynamic_batch:
-        log.warning("dynamic batch: detectNet/TensorRT needs a static batch of 1; use this file with ONNX Runtime")
+    if args.opset > TENSORRT_MAX_OPSET["7.1"]:
+        log.warning("opset %d: TensorRT 7.1 (jetson-inference's minimum, JetPack 4.4-4.6) takes opsets <= 11, "
+                    "TensorRT 8.5 (JetPack 5) <= 17; the default 11 runs on both", args.opset)
+    from vision.training.run_summary import describe_checkpoint
 
-    predictor_transform = PredictionTransform(resolution, net.config.image_mean, net.config.image_std)
+    for line in describe_checkpoint(info.path, info.checkpoint):
+        log.info("%s", line)
+    detectnet_input = args.input_normalization == "detectnet"
+    blockers = [why for why, bad in (("its batch is dynamic", args.dynamic_batch),
+                                     (f"its batch is {args.batch_size}", args.batch_size != 1 and not args.dynamic_batch),
+                                     ("--input-normalization net", not detectnet_input)) if bad]
+    if blockers:
+        log.warning("this file is not for jetson-inference's detectNet (%s): it needs a static batch of 1 and "
+                    "detectNet's input normalization; use it with ONNX Runtime", ", ".join(blockers))
+    elif name == "vgg16-ssd" or not np.allclose(net.config.image_mean, 127.5):
+        log.info("input adapter: the graph takes detectNet's (pixel/255 - 0.5)/0.5 and feeds %s its own "
+                 "(pixel - %s)/%g", name, net.config.image_mean.tolist(), net.config.image_std)
+
+    from vision.ssd.detectnet import DetectNetTransform
+    from vision.ssd.input_adapter import ExportNet
+    from vision.ssd.onnx_metadata import OnnxModelInfo, add_metadata, build_metadata
+
+    mean, std = net.config.image_mean, net.config.image_std
+    graph = ExportNet(net, mean, std) if detectnet_input else ExportNet(net)
+    graph.eval()
+    transform = DetectNetTransform(resolution) if detectnet_input else PredictionTransform(resolution, mean, std)
     image = load_image_rgb(args.test_image) if args.test_image else make_test_image()
-    x = predictor_transform(image).unsqueeze(0).repeat(args.batch_size, 1, 1, 1).contiguous()
+    x = transform(image).unsqueeze(0).repeat(args.batch_size, 1, 1, 1).contiguous()
 
-    log.info("exporting %s (%d classes) at %dx%d, batch %s, opset %d", name, len(class_names) - 1, resolution,
-             resolution, "dynamic" if args.dynamic_batch else args.batch_size, args.opset)
-    model_bytes = export_bytes(net, x, args.opset, args.dynamic_batch)
+    log.info("exporting %s (%d classes) at %dx%d, batch %s, opset %d, %s input", name, len(class_names) - 1,
+             resolution, resolution, "dynamic" if args.dynamic_batch else args.batch_size, args.opset,
+             args.input_normalization)
+    model_bytes = export_bytes(graph, x, args.opset, args.dynamic_batch)
     num_priors = int(net.config.priors.size(0))
+    in_mean, in_std = ((list(DETECTNET_MEAN), list(DETECTNET_STD)) if detectnet_input else
+                       (np.broadcast_to(mean, (3,)).tolist(), np.broadcast_to(std, (3,)).tolist()))
+    meta = OnnxModelInfo(net_name=name, resolution=resolution, class_names=list(class_names),
+                         input_normalization=args.input_normalization, input_mean=in_mean, input_std=in_std,
+                         num_priors=num_priors, width_mult=float(loaded.width_mult),
+                         postprocess={"boxes_clamped": True, "nms_iou_threshold": float(net.config.iou_threshold),
+                                      "nms_prob_threshold": 0.4, "nms_top_k": 10,
+                                      "detectnet_threshold": DEFAULT_THRESHOLD,
+                                      "detectnet_cluster_threshold": DEFAULT_CLUSTER_THRESHOLD},
+                         batch=None if args.dynamic_batch else args.batch_size, opset=args.opset)
+    model_bytes = add_metadata(model_bytes, build_metadata(meta))
     check_graph(model_bytes, None if args.dynamic_batch else args.batch_size, resolution, len(class_names),
                 num_priors)
-    d_scores, d_boxes = compare_with_onnxruntime(model_bytes, net, x)
+    d_scores, d_boxes = compare_with_onnxruntime(model_bytes, graph, x)
     if args.dynamic_batch:  # the dynamic graph must also take another batch size
         x2 = x[:1].repeat(args.batch_size + 1, 1, 1, 1).contiguous()
-        d2 = compare_with_onnxruntime(model_bytes, net, x2)
+        d2 = compare_with_onnxruntime(model_bytes, graph, x2)
         d_scores, d_boxes = max(d_scores, d2[0]), max(d_boxes, d2[1])
     log.info("ONNX Runtime vs PyTorch: max |diff| scores %.2e, boxes %.2e", d_scores, d_boxes)
     if not (d_scores <= TOLERANCE and d_boxes <= TOLERANCE):
@@ -279,13 +326,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         f.write(model_bytes)
     labels_out = write_labels_beside(output, class_names)
     log.info("wrote %s (%.1f MB, %d priors) and %s", output, len(model_bytes) / 1e6, num_priors, labels_out)
+    if args.int8:
+        int8_opset = max(args.opset, INT8_MIN_OPSET)
+        fp32 = model_bytes if args.opset >= INT8_MIN_OPSET else add_metadata(
+            export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(meta))
+        write_int8(args, output, fp32, transform, x)
+    if not args.dynamic_batch and args.batch_size == 1:
+        from vision.ssd.export_report import export_report
+
+        for line in export_report(output, net, [(args.test_image or "generated test image", image)], class_names):
+            log.info("%s", line)
     for engine in stale_engines(output):
-        log.warning("stale TensorRT engine %s: delete it, or detectnet keeps running the previous model", engine)
-    print("Load it on the Jetson with:")
-    print(f"  detectnet --model={output} --labels={labels_out} --input-blob={INPUT_NAME} "
+        log.warning("TensorRT engine %s was built from an earlier export: jetson-inference before 2022-08 "
+                    "keeps running it (delete it); newer builds see the checksum change and rebuild it", engine)
+    if blockers:
+        return 0
+    print("Load it on the Jetson with (any --model file name works; detectnet reads the net from the file):")
+    print(f"  detectnet --model={shown_path(output)} --labels={shown_path(labels_out)} --input-blob={INPUT_NAME} "
           f"--output-cvg=scores --output-bbox=boxes <input> <output>")
     return 0
 
+
+def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, transform, x: torch.Tensor) -> None:
+    """NAME-int8.onnx beside ``output``, calibrated with the graph's own preprocessing; logs how far it is from fp32."""
+    import onnxruntime as ort
+
+    from vision.ssd.int8 import calibration_images, quantize_int8
+
+    images = calibration_images(args.calibration_data, args.calibration_images)
+    int8_path = output.with_name(f"{output.stem}-int8{output.suffix}")
+    log.info("INT8: calibrating on %d images from %s", len(images), args.calibration_data)
+    log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),
+             INT8_MIN_OPSET)
+    data = quantize_int8(model_bytes, int8_path, images, transform)
+    runs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+            for b in (model_bytes, data)]
+    log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.3f, boxes %.3f", int8_path,
+             len(data) / 1e6, np.abs(runs[0][0] - runs[1][0]).max(), np.abs(runs[0][1] - runs[1][1]).max())
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the current folder when it is below it (the command is copied to a Jetson)."""
+    import os
+
+    rel = os.path.relpath(Path(path).absolute(), Path.cwd())
+    return rel if not rel.startswith("..") else str(path)
 
 if __name__ == "__main__":
     sys.exit(run_main(main))

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Detect objects in images with a trained SSD, print the detections and save annotated copies.
+"""Detect objects in images and videos with a trained SSD, print the detections and save annotated copies.
 
 Usage (upstream's positional form):
-  python3 run_ssd_example.py NET MODEL LABELS IMAGE [IMAGE|FOLDER ...]
+  python3 run_ssd_example.py NET MODEL LABELS INPUT [INPUT ...]
   python3 run_ssd_example.py mb1-ssd models/mobilenet-v1-ssd-mp-0_675.pth models/voc-model-labels.txt dog.jpg
-  python3 run_ssd_example.py mb1-ssd --onnx models/fruit/ssd-mobilenet.onnx models/fruit/labels.txt photos/
+  python3 run_ssd_example.py models/fruit/ssd-mobilenet.onnx photos/ --postprocess detectnet
+  python3 run_ssd_example.py --onnx models/fruit/ssd-mobilenet.onnx street.mp4 0 --postprocess detectnet
 
 MODEL is an upstream .pth, a training checkpoint or a checkpoint folder; a .onnx MODEL (or
---onnx FILE, then MODEL may be left out) runs through ONNX Runtime with the same pre- and
-post-processing. One image without --output-dir is written to run_ssd_example_output.jpg as
-upstream did; several images go to --output-dir (default run_ssd_example_output/).
+--onnx FILE) runs through ONNX Runtime, and a file from onnx_export.py needs neither NET nor LABELS
+(a LABELS .txt given is checked against it). An INPUT is an image, a folder of images, a video file
+or an integer camera index. One image without --output-dir is written to run_ssd_example_output.jpg
+as upstream did; everything else goes to --output-dir (default run_ssd_example_output/), videos as
+annotated videos with the same frame count and frame rate.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vision.utils.video import is_video_source
 from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, float_range,
                                int_range, positive_int, run_main, setup_logging, unit_float)
 
@@ -34,17 +38,26 @@ DEFAULT_OUTPUT_DIR = "run_ssd_example_output"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        usage="%(prog)s NET MODEL LABELS IMAGE [IMAGE ...] [options]",
-        description="Run an SSD on images (files or folders): prints one line per detection and writes the "
-                    "images with boxes, class names and scores drawn.",
+        usage="%(prog)s [NET] MODEL [LABELS] INPUT [INPUT ...] [options]",
+        description="Run an SSD on images (files or folders), video files or cameras: prints one line per "
+                    "detection and writes the images/videos with boxes, class names and scores drawn.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    p.add_argument("net", metavar="NET", help="network name, e.g. mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, vgg16-ssd")
-    p.add_argument("rest", metavar="MODEL LABELS IMAGE", nargs="+",
-                   help="model file or checkpoint folder, labels file (BACKGROUND first), then images or folders")
+    p.add_argument("net", metavar="NET", help="network name, e.g. mb1-ssd, mb1-ssd-lite, mb2-ssd-lite, vgg16-ssd "
+                                               "(may be left out for an .onnx from onnx_export.py)")
+    p.add_argument("rest", metavar="MODEL LABELS INPUT", nargs="*",
+                   help="model file or checkpoint folder, labels file (BACKGROUND first; optional for an .onnx "
+                        "from onnx_export.py), then images, folders, video files or camera indices")
     p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                    help="run this ONNX model with ONNX Runtime instead of the PyTorch MODEL")
-    p.add_argument("--threshold", "--prob-threshold", dest="threshold", type=unit_float, default=0.4,
-                   help="minimum score of a detection (default 0.4)")
+    p.add_argument("--threshold", "--prob-threshold", dest="threshold", type=unit_float, default=None,
+                   help="minimum score of a detection (default 0.4; 0.5 with --postprocess detectnet)")
+    p.add_argument("--postprocess", choices=["nms", "detectnet"], default="nms",
+                   help="nms (default): bilinear resize, NMS, --top-k; detectnet: what jetson-inference's detectNet "
+                        "shows (nearest-neighbour stretch, threshold, same-class clustering, no NMS, no top-k)")
+    p.add_argument("--per-frame", action="store_true",
+                   help="videos/cameras: print the detections of every frame (default: a summary per video)")
+    p.add_argument("--max-frames", type=int_range(1, 10**9), default=None,
+                   help="videos/cameras: stop after this many frames (a camera otherwise runs until Ctrl-C)")
     p.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10,
                    help="at most this many detections per image (default 10)")
     p.add_argument("--resolution", type=int_range(64, 2048), default=None,
@@ -60,25 +73,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def split_positionals(rest: list[str], onnx: str | None) -> tuple[str | None, str, list[str]]:
-    """``(model or None, labels, images)`` from the positionals after NET (MODEL is optional with --onnx)."""
-    if onnx is not None:
-        first = Path(rest[0])
-        if len(rest) >= 3 and (first.suffix.lower() in MODEL_SUFFIXES or first.is_dir()):
-            log.info("--onnx given: %s is not used", rest[0])
-            rest = rest[1:]
-        if len(rest) < 2:
-            raise UserError("expected LABELS and at least one IMAGE after NET (with --onnx)")
-        return None, rest[0], rest[1:]
-    if len(rest) < 3:
-        raise UserError("expected MODEL LABELS IMAGE... after NET")
-    return rest[0], rest[1], rest[2:]
+def split_positionals(net: str, rest: list[str], onnx: str | None
+                      ) -> tuple[str | None, str | None, str | None, list[str]]:
+    """``(net or None, model, labels or None, inputs)`` from the positionals.
+
+    NET and LABELS may be left out for an .onnx (its file names them); MODEL with --onnx.
+    """
+    from vision.ssd.registry import NET_NAMES, canonical_name
+
+    items = [net, *rest]
+    net_name = items.pop(0) if items[0].strip().lower() in NET_NAMES else None
+    model = onnx
+    if onnx is None:
+        if not items or Path(items[0]).suffix.lower() != ".onnx":
+            if net_name is None:
+                canonical_name(net)  # one line listing the valid nets
+            if len(items) < 3:
+                raise UserError("expected MODEL LABELS INPUT... after NET")
+        model = items.pop(0)
+    elif len(items) >= 2 and (Path(items[0]).suffix.lower() in MODEL_SUFFIXES or Path(items[0]).is_dir()):
+        log.info("--onnx given: %s is not used", items[0])
+        items.pop(0)
+    labels = None
+    if Path(model).suffix.lower() != ".onnx":
+        labels = items.pop(0)
+    elif items and Path(items[0]).suffix.lower() == ".txt":
+        labels = items.pop(0)
+    if not items:
+        raise UserError("no INPUT: give images, folders, video files or camera indices after the model")
+    return net_name, model, labels, items
 
 
 def collect_images(items: Sequence[str]) -> list[Path]:
     """Image files from paths and folders (a folder: its images, sorted; not recursive)."""
     images: list[Path] = []
     for item in items:
+        if is_video_source(item):
+            continue
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
@@ -150,47 +181,86 @@ def write_image(path: Path, image_bgr: np.ndarray) -> None:
         f.write(data.tobytes())
 
 
-def make_predictor(args: argparse.Namespace, model: str | None, labels: str):
-    """``(predictor, class_names)`` for PyTorch or ONNX Runtime, per the arguments."""
-    from vision.ssd.registry import canonical_name, get_config
-
-    net_name = canonical_name(args.net)  # one-line error listing the valid names
-    onnx_path = args.onnx or (model if model and Path(model).suffix.lower() == ".onnx" else None)
-    if onnx_path:
-        from vision.ssd.onnx_predictor import OnnxPredictor
-        from vision.utils.labels import read_labels
-
-        class_names = read_labels(labels)
-        norm = get_config(net_name)  # mean/std do not depend on the resolution
-        predictor = OnnxPredictor(onnx_path, args.resolution, mean=norm.image_mean, std=norm.image_std,
-                                  nms_method=args.nms_method, filter_threshold=args.threshold)
-        num_classes = predictor.session.get_outputs()[0].shape[-1]
-        if isinstance(num_classes, int) and num_classes != len(class_names):
-            raise UserError(f"{onnx_path} outputs {num_classes} classes but {labels} has {len(class_names)} "
-                            f"(BACKGROUND included)")
-        cfg = get_config(net_name, predictor.size, width_mult=args.mb2_width_mult or 1.0)
-        if cfg.num_priors != predictor.session.get_outputs()[0].shape[1]:
-            raise UserError(f"{onnx_path} has {predictor.session.get_outputs()[0].shape[1]} priors, but {net_name} "
-                            f"at {predictor.size} px has {cfg.num_priors}: is it a {net_name} model?")
-        log.info("running %s with ONNX Runtime (%d px)", onnx_path, predictor.size)
-        return predictor, class_names
+def make_predictor(args: argparse.Namespace, net: str | None, model: str, labels: str | None):
+    """``(predictor, class_names)`` for PyTorch or ONNX Runtime, NMS or detectNet, per the arguments."""
+    from vision.ssd.onnx_model import as_deployed, is_onnx_path, load_onnx_model
     from vision.ssd.registry import create_predictor
-    from vision.utils.scripts import load_model
 
-    loaded = load_model(model, net_name=net_name, label_file=labels, resolution=args.resolution,
-                        width_mult=args.mb2_width_mult, is_test=True, device="cpu")
-    predictor = create_predictor(loaded.net, nms_method=args.nms_method, filter_threshold=args.threshold)
+    if is_onnx_path(model):
+        loaded = load_onnx_model(model, net_name=net, label_file=labels, resolution=args.resolution,
+                                 width_mult=args.mb2_width_mult, nms_method=args.nms_method,
+                                 filter_threshold=args.threshold)
+        predictor = loaded.net
+    else:
+        from vision.utils.scripts import load_model
+
+        loaded = load_model(model, net_name=net, label_file=labels, resolution=args.resolution,
+                            width_mult=args.mb2_width_mult, is_test=True, device="cpu")
+        predictor = create_predictor(loaded.net, nms_method=args.nms_method, filter_threshold=args.threshold)
+    if args.postprocess == "detectnet":
+        predictor = as_deployed(predictor, loaded.class_names, args.threshold, onnx=is_onnx_path(model),
+                                meta=getattr(loaded, "meta", None))
     return predictor, loaded.class_names
 
 
+def detect(predictor, image: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel boxes (inside the image), labels and scores of one RGB image."""
+    boxes, labels_t, scores = predictor.predict(image, top_k=args.top_k, prob_threshold=args.threshold)
+    boxes, labels_np, scores = boxes.numpy().copy(), labels_t.numpy(), scores.numpy()
+    h, w = image.shape[:2]
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)  # decoded boxes may reach past the border
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+    return boxes, labels_np, scores
+
+
+def print_detections(boxes, labels, scores, class_names: list[str]) -> None:
+    for box, label, score in zip(boxes, labels, scores):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        print(f"  {class_names[int(label)]}\t{float(score):.3f}\t{x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
+
+
+def run_videos(predictor, sources: list[str], class_names: list[str], args: argparse.Namespace) -> None:
+    """Each video file / camera: annotated video under the output folder, a summary line (and per-frame lines)."""
+    from vision.utils.video import process_video, video_output_name
+
+    folder = Path(args.output_dir or DEFAULT_OUTPUT_DIR)
+    total_frames, total_seconds = 0, 0.0
+    for source in sources:
+        counts: list[int] = []
+
+        def on_frame(rgb: np.ndarray, index: int) -> np.ndarray:
+            boxes, labels, scores = detect(predictor, rgb, args)
+            counts.append(len(scores))
+            if args.per_frame:
+                print(f"{source} frame {index}: {len(scores)} objects")
+                print_detections(boxes, labels, scores, class_names)
+            return draw_detections(rgb, boxes, labels, scores, class_names)
+
+        result = process_video(source, folder / video_output_name(source), on_frame, args.max_frames)
+        total_frames += result.frames
+        total_seconds += result.seconds
+        print(f"{source}: {result.frames} frames at {result.fps_in:g} fps, {sum(counts) / result.frames:.2f} "
+              f"objects/frame, processed at {result.fps:.1f} fps -> {result.output}")
+    if total_frames:
+        log.info("%d frames in %.1f s: %.1f fps (read, detect, draw, write)", total_frames, total_seconds,
+                 total_frames / total_seconds if total_seconds > 0 else float("inf"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # positionals may follow --onnx FILE
     setup_logging(args.log_level)
     from vision.datasets.image_io import load_image_rgb
 
-    model, labels, image_args = split_positionals(args.rest, args.onnx)
-    predictor, class_names = make_predictor(args, model, labels)
-    images = collect_images(image_args)
+    net, model, labels, inputs = split_positionals(args.net, args.rest, args.onnx)
+    if args.threshold is None:
+        args.threshold = 0.5 if args.postprocess == "detectnet" else 0.4
+    predictor, class_names = make_predictor(args, net, model, labels)
+    videos = [item for item in inputs if is_video_source(item)]
+    images = collect_images(inputs)
+    if videos:
+        run_videos(predictor, videos, class_names, args)
+    if args.output_dir is None and videos and images:
+        args.output_dir = DEFAULT_OUTPUT_DIR  # images beside the videos, not run_ssd_example_output.jpg
     outputs = output_paths(images, args.output_dir)
     failed = 0
     for image_path, out_path in zip(images, outputs):
@@ -200,16 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("%s", e)
             failed += 1
             continue
-        boxes, labels_t, scores = predictor.predict(image, top_k=args.top_k, prob_threshold=args.threshold)
-        boxes, labels_np, scores = boxes.numpy().copy(), labels_t.numpy(), scores.numpy()
-        h, w = image.shape[:2]
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)  # decoded boxes may reach past the border
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        boxes, labels_np, scores = detect(predictor, image, args)
         write_image(out_path, draw_detections(image, boxes, labels_np, scores, class_names))
         print(f"{image_path}: {len(scores)} objects -> {out_path}")
-        for box, label, score in zip(boxes, labels_np, scores):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            print(f"  {class_names[int(label)]}\t{float(score):.3f}\t{x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
+        print_detections(boxes, labels_np, scores, class_names)
     if failed:
         log.error("%d of %d images could not be read", failed, len(images))
         return EXIT_USAGE

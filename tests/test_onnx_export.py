@@ -28,8 +28,8 @@ def _net(seed, resolution=128, is_test=False):
     return create_net("mb1-ssd-lite", len(CLASSES), resolution=resolution, is_test=is_test)
 
 
-def _checkpoint(net, resolution=128):
-    return {"epoch": 1, "step_in_epoch": 0, "model": net.state_dict(), "class_names": CLASSES,
+def _checkpoint(net, resolution=128, epoch=1):
+    return {"epoch": epoch, "step_in_epoch": 0, "model": net.state_dict(), "class_names": CLASSES,
             "net": "mb1-ssd-lite", "resolution": resolution,
             "args": {"net": "mb1-ssd-lite", "resolution": resolution, "mb2_width_mult": 1.0}}
 
@@ -54,14 +54,14 @@ def test_model_dir_export_meets_the_detectnet_contract(tmp_path):
     import onnxruntime as ort
 
     from onnx_export import make_test_image
-    from vision.ssd.data_preprocessing import PredictionTransform
+    from vision.ssd.detectnet import DetectNetTransform
 
     folder = tmp_path / "models" / "fruit"
     folder.mkdir(parents=True)
     worse, better = _net(1), _net(2)
     torch.save(_checkpoint(worse), folder / "mb1-ssd-lite-Epoch-1-Loss-3.25.pth")
-    torch.save(_checkpoint(better), folder / "mb1-ssd-lite-Epoch-2-Loss-2.5.pth")
-    torch.save(_checkpoint(worse), folder / "mb1-ssd-lite-Epoch-3-Loss-nan.pth")
+    torch.save(_checkpoint(better, epoch=2), folder / "mb1-ssd-lite-Epoch-2-Loss-2.5.pth")
+    torch.save(_checkpoint(worse, epoch=3), folder / "mb1-ssd-lite-Epoch-3-Loss-nan.pth")
     (folder / "labels.txt").write_text("BACKGROUND\n\napple\nbanana\n\n")  # blank lines: backed up, rewritten
     engine = folder / "mb1-ssd-lite.onnx.1.1.8201.GPU.FP16.engine"
     engine.write_bytes(b"")
@@ -70,9 +70,10 @@ def test_model_dir_export_meets_the_detectnet_contract(tmp_path):
     assert r.returncode == 0, r.stderr
     out = folder / "mb1-ssd-lite.onnx"
     assert "Epoch-2-Loss-2.5" in r.stderr  # the lowest finite loss was picked
+    assert "is epoch 2" in r.stderr
     assert (f"detectnet --model={out} --labels={folder / 'labels.txt'} --input-blob=input_0 "
             f"--output-cvg=scores --output-bbox=boxes") in r.stdout
-    assert "stale TensorRT engine" in r.stderr and str(engine) in r.stderr
+    assert "before 2022-08" in r.stderr and str(engine) in r.stderr
     assert (folder / "labels.txt").read_text() == "BACKGROUND\napple\nbanana\n"
     assert (folder / "labels.txt.bak").read_text() == "BACKGROUND\n\napple\nbanana\n\n"
 
@@ -88,14 +89,17 @@ def test_model_dir_export_meets_the_detectnet_contract(tmp_path):
     assert "NonMaxSuppression" not in {node.op_type for node in model.graph.node}
 
     cfg = better.config
-    x = PredictionTransform(160, cfg.image_mean, cfg.image_std)(make_test_image(seed=5)).unsqueeze(0)
+    image = make_test_image(seed=5)
+    x = DetectNetTransform(160)(image).unsqueeze(0)  # the graph takes detectNet's input ...
+    x_net = DetectNetTransform(160, cfg.image_mean, cfg.image_std)(image).unsqueeze(0)  # ... the net its own
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     scores, boxes = sess.run(["scores", "boxes"], {"input_0": x.numpy()})
-    ref_scores, ref_boxes = _torch_outputs(better.state_dict(), x, 160)
+    ref_scores, ref_boxes = _torch_outputs(better.state_dict(), x_net, 160)
+    ref_boxes = ref_boxes.clip(0, 1)  # clamped in the graph
     assert np.abs(scores - ref_scores).max() <= 1e-4 and np.abs(boxes - ref_boxes).max() <= 1e-4
     np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)  # softmaxed
     assert (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()  # corner form
-    other_scores, _ = _torch_outputs(worse.state_dict(), x, 160)
+    other_scores, _ = _torch_outputs(worse.state_dict(), x_net, 160)
     assert np.abs(scores - other_scores).max() > 1e-3  # really the better checkpoint's weights
 
 

@@ -3,7 +3,9 @@
 Everything but the net itself (preprocessing, NMS, scaling to pixels) is the PyTorch
 Predictor's, so both give the same detections for the same model. The model must follow
 the jetson-inference contract onnx_export.py writes: input ``input_0`` [B,3,H,W], outputs
-``scores`` [B,N,C] (softmaxed) and ``boxes`` [B,N,4] (corner form, 0..1).
+``scores`` [B,N,C] (softmaxed) and ``boxes`` [B,N,4] (corner form, 0..1). A file onnx_export.py
+wrote describes itself (``vision.ssd.onnx_metadata``): its input normalization and size are then
+taken from it unless given.
 """
 from __future__ import annotations
 
@@ -47,11 +49,20 @@ class OnnxPredictor(Predictor):
     A model exported with a static batch of 1 is fed one image at a time.
     """
 
-    def __init__(self, onnx_path: str | os.PathLike, size: int | None = None, mean=0.0, std: float = 1.0,
+    def __init__(self, onnx_path: str | os.PathLike, size: int | None = None, mean=None, std=None,
                  nms_method: str | None = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
                  candidate_size: int = 200, sigma: float = 0.5, providers: Sequence[str] | None = None) -> None:
         self.session = open_session(onnx_path, providers)
         self.onnx_path = Path(onnx_path)
+        from vision.ssd.onnx_metadata import read_metadata
+
+        self.info = read_metadata(self.session)
+        if mean is None:
+            if self.info is None:
+                raise UserError(f"{onnx_path} does not say how its input is normalized (exported by an older "
+                                f"onnx_export.py): name the net (--net) or re-export it")
+            mean, std = self.info.input_mean, self.info.input_std
+        std = 1.0 if std is None else std
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in inputs or any(n not in outputs for n in OUTPUT_NAMES):
