@@ -15,6 +15,7 @@ _EXPORTS = {
     "ImageDecodeError": "vision.datasets.image_io",
     "load_image_rgb": "vision.datasets.image_io",
     "collate_padded": "vision.datasets.collation",
+    "object_detection_collate": "vision.datasets.collation",
     "generate_coco_dataset": "vision.datasets.synthetic",
 }
 __all__ = list(_EXPORTS)
