@@ -18,7 +18,6 @@ import functools
 import logging
 import os
 import pickle
-import re
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -30,7 +29,7 @@ from torch import nn
 
 from vision.nn.torchvision_import import detect_torchvision_arch, init_from_torchvision  # noqa: F401 (API)
 from vision.utils.misc import UserError
-from vision.utils.safe_load import PLAIN_STATE_CLASSES, load_plain_state, refusal
+from vision.utils.safe_load import PLAIN_STATE_CLASSES, load_plain_state, refusal, refused_name
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +71,11 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found and found.group(1) in PLAIN_STATE_CLASSES:
+        refused = refused_name(e)
+        if refused in PLAIN_STATE_CLASSES:
             return load_plain_state(p, map_location)
-        if found:
-            raise UserError(refusal(p, found.group(1))) from None
+        if refused:
+            raise UserError(refusal(p, refused)) from None
         raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
     except PermissionError:
         raise UserError(f"{what} is not readable (permission denied): {p}") from None

@@ -83,9 +83,10 @@ def refusal(path: str | os.PathLike, what: str) -> str:
             f"loading it could run code; re-save it as a state_dict where it was made")
 
 
-def _refused_name(e: BaseException) -> str | None:
+def refused_name(e: BaseException) -> str | None:
+    """The class or function a weights-only unpickling error refused, or None for another error."""
     for pattern in (r"Unsupported global: GLOBAL (\S+)", r"unrecognized function (\S+)",
-                    r"GLOBAL (\S+) whose module", r"allowlisted via `add_safe_globals` but got (.+)$"):
+                    r"GLOBAL (\S+) whose module", r"allowlisted via `add_safe_globals` but got (\S+)"):
         found = re.search(pattern, str(e))
         if found:
             return found.group(1)
@@ -101,7 +102,7 @@ def load_plain_state(path: str | os.PathLike, map_location: str | torch.device =
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        name = _refused_name(e)
+        name = refused_name(e)
         if name:
             raise UserError(refusal(p, name)) from None
         raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
