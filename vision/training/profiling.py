@@ -84,7 +84,7 @@ class StepProfiler:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        sort_by = "self_cuda_time_total" if self.cuda else "self_cpu_time_total"
+        sort_by = "self_device_time_total" if self.cuda else "self_cpu_time_total"
         table = prof.key_averages().table(sort_by=sort_by, row_limit=self.row_limit)
         summary = self.folder / SUMMARY_NAME
         last = min(self.first + self.steps, self._calls) - 1  # the run may have stopped inside the window
