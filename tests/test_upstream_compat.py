@@ -321,3 +321,26 @@ def test_step_profiler_writes_trace_and_summary(tmp_path):
     assert not run(tmp_path / "none", 1).written and not (tmp_path / "none").exists()
     with pytest.raises(ValueError):
         StepProfiler(tmp_path, first=0, steps=0)
+
+
+def test_train_epoch_calls_after_step_for_profiling(tmp_path, monkeypatch):
+    """The hook ``--profile`` uses: ``Trainer.train_epoch(after_step=profiler.step)``."""
+    from vision.training.loop import EpochStats, Trainer
+    from vision.training.profiling import SUMMARY_NAME, StepProfiler
+
+    model = torch.nn.Linear(4, 2)
+    trainer = Trainer(model=model, net=model, criterion=None, optimizer=torch.optim.SGD(model.parameters(), 0.1),
+                      schedule=None, device=torch.device("cpu"))
+
+    def fake_step(batch, epoch, step, steps_per_epoch):
+        model(batch).sum().backward()
+        return 0.1, 0.2, len(batch)
+
+    monkeypatch.setattr(trainer, "train_step", fake_step)
+    with StepProfiler(tmp_path, first=1, steps=2) as prof:
+        for epoch in range(2):  # steps are counted across epochs
+            reached = trainer.train_epoch([torch.randn(3, 4)] * 2, epoch=epoch, start_step=0, steps_per_epoch=2,
+                                          stats=EpochStats(), debug_steps=0, after_step=prof.step)
+            assert reached == 2
+    assert prof._calls == 4
+    assert (tmp_path / SUMMARY_NAME).read_text().startswith("torch.profiler: training steps 1-2")
