@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import sys
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -161,7 +162,9 @@ def _seed_checkpoint(path, scheduler: str = "cosine", with_optimizer: bool = Tru
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 100, last_epoch=-1)
     else:
         sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[80, 100], gamma=0.1)
-    sched.step()
+    with warnings.catch_warnings():  # the seed stepped the scheduler this way; torch warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        sched.step()
     ckpt = {"epoch": 4, "weights": net.state_dict(), "scheduler": sched}
     if with_optimizer:
         ckpt["optimizer"] = optimizer.state_dict()
