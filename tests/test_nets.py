@@ -84,8 +84,9 @@ def test_bad_arguments_are_user_errors(kwargs, words):
 
 
 # ------------------------------------------------------------------ shapes
-EXPECTED_PRIORS_300 = {"mb1-ssd": 3000, "mb1-ssd-lite": 3000, "mb2-ssd-lite": 3000, "sq-ssd-lite": 2778,
-                       "mb3-large-ssd-lite": 3000, "mb3-small-ssd-lite": 3000, "vgg16-ssd": 8732}
+EXPECTED_PRIORS_300 = {"mb1-ssd": 3000, "mb1-ssd-lite": 3000, "mb2-ssd-lite": 3000, "sq-ssd-lite": 2568,
+                       "sq-ssd-lite-tv": 2778, "mb3-large-ssd-lite": 3000, "mb3-small-ssd-lite": 3000,
+                       "vgg16-ssd": 8732}
 
 
 @pytest.mark.parametrize("name", FAST_NETS)
@@ -192,7 +193,7 @@ class _CoordHead(nn.Module):
         return torch.stack(out).float().unsqueeze(0).expand(b, -1, -1, -1)
 
 
-@pytest.mark.parametrize("name", ["mb1-ssd", "mb2-ssd-lite", "sq-ssd-lite", "vgg16-ssd"])
+@pytest.mark.parametrize("name", ["mb1-ssd", "mb2-ssd-lite", "sq-ssd-lite", "sq-ssd-lite-tv", "vgg16-ssd"])
 def test_output_order_matches_priors(name):
     """Row n of the output comes from the cell and anchor that prior n was generated for."""
     net = skeleton(name, 3)
@@ -324,6 +325,30 @@ def test_priors_buffer_follows_the_module():
 
 
 # ------------------------------------------------------------- variants
+def test_squeezenet_layouts():
+    """sq-ssd-lite is upstream's (floor pools: 17x17 first map at 300 px, 2568 rows out), sq-ssd-lite-tv
+    torchvision's (ceil pools: 18x18, its backbone computes torchvision's features); same keys, same weights."""
+    import torchvision
+
+    assert registry.feature_map_sizes("sq-ssd-lite") == [17, 10, 5, 3, 2, 1]
+    assert registry.feature_map_sizes("sq-ssd-lite-tv") == [18, 10, 5, 3, 2, 1]
+    assert key_shapes(skeleton("sq-ssd-lite")) == key_shapes(skeleton("sq-ssd-lite-tv"))
+    from vision.ssd.config import squeezenet_ssd_config, squeezenet_tv_ssd_config
+
+    assert squeezenet_ssd_config.priors.shape == (2568, 4)  # upstream's import path: matches the net
+    assert squeezenet_tv_ssd_config.priors.shape == (2778, 4)
+    torch.manual_seed(0)
+    up, tv = registry.create_net("sq-ssd-lite", 3).eval(), registry.create_net("sq-ssd-lite-tv", 3).eval()
+    tv.load_state_dict(up.state_dict())
+    reference = torchvision.models.squeezenet1_1(weights=None).eval()
+    reference.features.load_state_dict(tv.base_net.state_dict())
+    x = torch.randn(1, 3, 300, 300)
+    with torch.no_grad():
+        assert torch.equal(tv.base_net(x), reference.features(x))
+        assert up.base_net[:12](x).shape[-2:] == (17, 17)
+        assert up(x)[0].shape == (1, 2568, 3) and tv(x)[0].shape == (1, 2778, 3)
+
+
 def test_mb2_flags():
     relu = registry.create_net("mb2-ssd-lite", 3)
     onnx = __import__("vision.ssd.mobilenet_v2_ssd_lite", fromlist=["x"]).create_mobilenetv2_ssd_lite(
@@ -348,6 +373,7 @@ def test_upstream_factory_signatures():
                 mobilenetv1_ssd_lite.create_mobilenetv1_ssd_lite(3),
                 mobilenet_v2_ssd_lite.create_mobilenetv2_ssd_lite(3, 1.0, True, False, True),
                 squeezenet_ssd_lite.create_squeezenet_ssd_lite(3),
+                squeezenet_ssd_lite.create_squeezenet_ssd_lite_tv(3),
                 mobilenetv3_ssd_lite.create_mobilenetv3_large_ssd_lite(3),
                 mobilenetv3_ssd_lite.create_mobilenetv3_small_ssd_lite(3)]
     for net in nets:

@@ -16,6 +16,7 @@ _EXPORTS = {
     "ImageDecodeError": "vision.datasets.image_io",
     "load_image_rgb": "vision.datasets.image_io",
     "collate_padded": "vision.datasets.collation",
+    "object_detection_collate": "vision.datasets.collation",
     "generate_coco_dataset": "vision.datasets.synthetic",
     "generate_yolo_dataset": "vision.datasets.synthetic",
 }

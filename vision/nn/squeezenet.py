@@ -1,7 +1,11 @@
-"""SqueezeNet 1.0 / 1.1 with torchvision's (and upstream's) layout.
+"""SqueezeNet 1.0 / 1.1 with torchvision's and upstream's layouts.
 
 sq-ssd-lite uses ``squeezenet1_1().features`` as ``base_net``; the key names are the
 same as torchvision's ``squeezenet1_1`` so its ImageNet weights map one to one.
+The two layouts differ only in the max pools (which hold no weights): torchvision
+rounds their output size up (``ceil_mode=True``: 18x18 at stride 16 for a 300 px
+input), upstream qfgaohao's SqueezeNet 1.1 rounds down (17x17). sq-ssd-lite keeps
+upstream's, sq-ssd-lite-tv torchvision's, so each reproduces its source's outputs.
 Nothing here downloads: load weights explicitly (``vision.nn.torchvision_import``).
 """
 from __future__ import annotations
@@ -29,30 +33,32 @@ class Fire(nn.Module):
                           self.expand3x3_activation(self.expand3x3(x))], 1)
 
 
-def _pool() -> nn.MaxPool2d:
-    return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+def _pool(ceil_mode: bool = True) -> nn.MaxPool2d:
+    return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=ceil_mode)
 
 
 class SqueezeNet(nn.Module):
-    """SqueezeNet classifier; ``version`` is 1.0 or 1.1."""
+    """SqueezeNet classifier; ``version`` is 1.0 or 1.1.
 
-    def __init__(self, version: float = 1.0, num_classes: int = 1000):
+    ``ceil_mode`` is the pools' rounding: True is torchvision's layout (and upstream's
+    1.0), False upstream's SqueezeNet 1.1.
+    """
+
+    def __init__(self, version: float = 1.0, num_classes: int = 1000, ceil_mode: bool = True):
         super().__init__()
         self.num_classes = num_classes
         if version == 1.0:
             self.features = nn.Sequential(
-                nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(inplace=True), _pool(),
-                Fire(96, 16, 64, 64), Fire(128, 16, 64, 64), Fire(128, 32, 128, 128), _pool(),
+                nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(inplace=True), _pool(ceil_mode),
+                Fire(96, 16, 64, 64), Fire(128, 16, 64, 64), Fire(128, 32, 128, 128), _pool(ceil_mode),
                 Fire(256, 32, 128, 128), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
-                Fire(384, 64, 256, 256), _pool(), Fire(512, 64, 256, 256),
+                Fire(384, 64, 256, 256), _pool(ceil_mode), Fire(512, 64, 256, 256),
             )
         elif version == 1.1:
-            # ceil_mode pools as torchvision (upstream's copy had floor pools, giving 17x17
-            # at 300 px while its config assumed 18x18; pools hold no weights)
             self.features = nn.Sequential(
-                nn.Conv2d(3, 64, kernel_size=3, stride=2), nn.ReLU(inplace=True), _pool(),
-                Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), _pool(),
-                Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), _pool(),
+                nn.Conv2d(3, 64, kernel_size=3, stride=2), nn.ReLU(inplace=True), _pool(ceil_mode),
+                Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), _pool(ceil_mode),
+                Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), _pool(ceil_mode),
                 Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
                 Fire(384, 64, 256, 256), Fire(512, 64, 256, 256),
             )
@@ -86,5 +92,6 @@ def squeezenet1_0(pretrained: bool = False, **kwargs) -> SqueezeNet:
 
 
 def squeezenet1_1(pretrained: bool = False, **kwargs) -> SqueezeNet:
+    """SqueezeNet 1.1; pass ``ceil_mode=False`` for upstream's floor pools (sq-ssd-lite)."""
     _no_download(pretrained)
     return SqueezeNet(version=1.1, **kwargs)

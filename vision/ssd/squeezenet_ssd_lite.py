@@ -1,4 +1,10 @@
-"""sq-ssd-lite: SqueezeNet 1.1 trunk with separable extras and heads."""
+"""sq-ssd-lite: SqueezeNet 1.1 trunk with separable extras and heads.
+
+Two layouts with the same state_dict keys: ``create_squeezenet_ssd_lite`` is
+upstream's (floor-mode pools, 17x17 first map, 2568 priors at 300 px), and
+``create_squeezenet_ssd_lite_tv`` torchvision's (ceil-mode pools, 18x18, 2778),
+whose backbone reproduces torchvision's ``squeezenet1_1.features`` exactly.
+"""
 from __future__ import annotations
 
 from torch import nn
@@ -9,6 +15,7 @@ from .registry import create_upstream_predictor
 from .ssd import SSD, configure
 
 CONFIG_MODULE = "squeezenet_ssd_config"
+TV_CONFIG_MODULE = "squeezenet_tv_ssd_config"
 SOURCE_LAYER_INDEXES = (12,)  # before the last Fire module: 512 ch, stride 16
 # extras: (in, 1x1 mid, out, stride, padding)
 EXTRAS = ((512, 256, 512, 2, 2), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1),
@@ -17,14 +24,27 @@ HEAD_CHANNELS = (512, 512, 512, 256, 256, 256)
 HEAD_KINDS = ("sep",) * 5 + ("1x1",)
 
 
-def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False, *,
-                               image_size: int | None = 300) -> SSD:
-    """sq-ssd-lite for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px."""
+def _build(num_classes: int, is_test: bool, image_size: int | None, *, ceil_mode: bool, net_name: str,
+           config_module: str) -> SSD:
     extras = nn.ModuleList(conv_extra(i, m, o, stride=s, padding=p, separable=True) for i, m, o, s, p in EXTRAS)
     cls, reg = make_headers(num_classes, HEAD_CHANNELS, (6,) * 6, HEAD_KINDS)
-    net = SSD(num_classes, squeezenet1_1().features, SOURCE_LAYER_INDEXES, extras, cls, reg,
-              is_test=is_test, net_name="sq-ssd-lite", arch="squeezenet1_1")
-    return configure(net, CONFIG_MODULE, image_size)
+    net = SSD(num_classes, squeezenet1_1(ceil_mode=ceil_mode).features, SOURCE_LAYER_INDEXES, extras, cls, reg,
+              is_test=is_test, net_name=net_name, arch="squeezenet1_1")
+    return configure(net, config_module, image_size)
+
+
+def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False, *,
+                               image_size: int | None = 300) -> SSD:
+    """sq-ssd-lite (upstream's layout) for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px."""
+    return _build(num_classes, is_test, image_size, ceil_mode=False, net_name="sq-ssd-lite",
+                  config_module=CONFIG_MODULE)
+
+
+def create_squeezenet_ssd_lite_tv(num_classes: int, is_test: bool = False, *,
+                                  image_size: int | None = 300) -> SSD:
+    """sq-ssd-lite-tv (torchvision's SqueezeNet 1.1 layout); otherwise as ``create_squeezenet_ssd_lite``."""
+    return _build(num_classes, is_test, image_size, ceil_mode=True, net_name="sq-ssd-lite-tv",
+                  config_module=TV_CONFIG_MODULE)
 
 
 # upstream's per-variant predictor helper (all identical; see registry)

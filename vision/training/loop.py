@@ -186,11 +186,12 @@ class Trainer:
 
     def train_epoch(self, batches: Iterable, *, epoch: int, start_step: int, steps_per_epoch: int,
                     stats: EpochStats, stop: StopRequest | None = None, debug_steps: int = 10,
-                    progress=None, world_size: int = 1) -> int:
+                    progress=None, world_size: int = 1, after_step: Callable[[], None] | None = None) -> int:
         """Run the epoch's batches from ``start_step``; returns the step reached.
 
         Returns early (step < steps_per_epoch) only when a stop was requested; the caller saves a
-        mid-epoch checkpoint then. ``progress`` is an optional tqdm bar to update.
+        mid-epoch checkpoint then. ``progress`` is an optional tqdm bar to update; ``after_step`` is
+        called after every step (e.g. ``StepProfiler.step`` for ``--profile``).
         """
         self.model.train()
         step = start_step
@@ -211,6 +212,8 @@ class Trainer:
                 raise
             out = self.train_step(batch, epoch, step, steps_per_epoch)
             step += 1
+            if after_step is not None:
+                after_step()
             dt = time.perf_counter() - t0
             if out is None:
                 stats.skipped_steps += 1

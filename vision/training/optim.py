@@ -14,17 +14,17 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from vision.utils.misc import freeze_net_layers
+
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def freeze(module: nn.Module | None) -> None:
-    """Stop gradients for every parameter of ``module``."""
-    if module is None:
-        return
-    for p in module.parameters():
-        p.requires_grad_(False)
+    """Stop gradients for every parameter of ``module`` (None: nothing to freeze)."""
+    if module is not None:
+        freeze_net_layers(module)
 
 
 def _params(*modules: nn.Module | None) -> list[nn.Parameter]:

@@ -16,29 +16,9 @@ import numpy as np
 import torch
 
 from vision.transforms.rng import ProcessLocalRNG
-from vision.transforms.transforms import (NULL_TIMER, SSD_CROP_OPTIONS, MeanLike, PhotometricParams,
+from vision.transforms.transforms import (NULL_TIMER, SSD_CROP_OPTIONS, MeanLike,  # noqa: F401 (API)
                                           RandomPhotometricDistort, StageTimer, check_sample, clip_boxes,
-                                          finalize_boxes, mean_std_arrays)
-
-
-def distort_float32(image: np.ndarray, params: PhotometricParams) -> np.ndarray:
-    """Apply ``params`` to a float32 RGB image (0..255), in float; result clipped to 0..255."""
-    if params.brightness is not None:
-        image += params.brightness
-    if params.contrast is not None and params.contrast_first:
-        image *= params.contrast
-    if params.saturation is not None or params.hue is not None:
-        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float: H in degrees, S in 0..1
-        if params.saturation is not None:  # S stays a valid saturation (upstream let it exceed 1)
-            hsv[:, :, 1] = np.minimum(hsv[:, :, 1] * params.saturation, 1.0)
-        if params.hue is not None:
-            hsv[:, :, 0] = np.mod(hsv[:, :, 0] + params.hue, 360.0)
-        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    if params.contrast is not None and not params.contrast_first:
-        image *= params.contrast
-    if params.channel_order is not None:
-        image = image[:, :, params.channel_order]
-    return np.clip(image, 0.0, 255.0)
+                                          distort_float32, finalize_boxes, mean_std_arrays)
 
 
 def _iou_with_rect(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:

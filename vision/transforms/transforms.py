@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 import torch
 
+from vision.transforms.rng import ProcessLocalRNG
+
 MeanLike = float | Sequence[float] | np.ndarray
 
 # The SSD paper's sampler: keep the whole image (None), a free patch (0.0), or a
@@ -446,6 +448,30 @@ def permuted_fill(fill: Sequence[int], channel_order: Sequence[int] | None) -> t
     return stored[0], stored[1], stored[2]
 
 
+def distort_float32(image: np.ndarray, params: PhotometricParams) -> np.ndarray:
+    """Apply ``params`` to a float32 RGB image (0..255), in float; result clipped to 0..255.
+
+    The slow path (``BaselineTrainAugmentation``, ``PhotometricDistort``), built from
+    upstream's steps below; may modify ``image`` in place.
+    """
+    if params.brightness is not None:
+        image = RandomBrightness.apply(image, params.brightness)
+    if params.contrast is not None and params.contrast_first:
+        image = RandomContrast.apply(image, params.contrast)
+    if params.saturation is not None or params.hue is not None:
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float: H in degrees, S in 0..1
+        if params.saturation is not None:
+            hsv = RandomSaturation.apply(hsv, params.saturation)
+        if params.hue is not None:
+            hsv = RandomHue.apply(hsv, params.hue)
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if params.contrast is not None and not params.contrast_first:
+        image = RandomContrast.apply(image, params.contrast)
+    if params.channel_order is not None:
+        image = image[:, :, params.channel_order]
+    return np.clip(image, 0.0, 255.0)
+
+
 # ----------------------------------------------------------------------------- to tensor
 
 class Normalize:
@@ -503,3 +529,301 @@ class NullTimer:
 
 
 NULL_TIMER = NullTimer()
+
+
+# ----------------------------------------------------------------------------- upstream's steps
+
+# The step-by-step classes of upstream's ``vision/transforms/transforms.py`` (amdegroot's
+# ssd.pytorch augmentations), for scripts written against upstream. Same names, arguments and
+# call convention: ``t(image, boxes=None, labels=None) -> (image, boxes, labels)`` on an HxWx3
+# numpy image (float32 after ``ConvertFromInts``) and PIXEL corner boxes until ``ToPercentCoords``.
+# The random draws come from the samplers above (``RandomSSDGeometry``, ``RandomPhotometricDistort``),
+# each instance with its own ``ProcessLocalRNG`` (``seed``). Unlike upstream, inputs are never
+# modified in place, the photometric steps keep colours in range, and crops of images without
+# boxes work. Training here uses ``TrainAugmentation``, which fuses all of this.
+
+class Compose:
+    """Run transforms in order, threading ``(image, boxes, labels)`` through."""
+
+    def __init__(self, transforms: Sequence) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image, boxes=None, labels=None):
+        for t in self.transforms:
+            image, boxes, labels = t(image, boxes, labels)
+        return image, boxes, labels
+
+
+class Lambda:
+    """A function ``f(image, boxes, labels) -> (image, boxes, labels)`` as a transform."""
+
+    def __init__(self, lambd) -> None:
+        self.lambd = lambd
+
+    def __call__(self, image, boxes=None, labels=None):
+        return self.lambd(image, boxes, labels)
+
+
+class ConvertFromInts:
+    """uint8 image -> float32."""
+
+    def __call__(self, image, boxes=None, labels=None):
+        return image.astype(np.float32), boxes, labels
+
+
+class SubtractMeans:
+    """float32 ``image - mean`` (a scalar or 3 values)."""
+
+    def __init__(self, mean: MeanLike) -> None:
+        self.mean = np.array(mean, dtype=np.float32)
+
+    def __call__(self, image, boxes=None, labels=None):
+        return image.astype(np.float32) - self.mean, boxes, labels
+
+
+def _scaled_boxes(image: np.ndarray, boxes, factor: float):
+    h, w = image.shape[:2]
+    scale = np.array([w, h, w, h], dtype=np.float32)
+    return np.asarray(boxes, dtype=np.float32) * (scale if factor > 0 else 1.0 / scale)
+
+
+class ToAbsoluteCoords:
+    """Normalized boxes -> pixels of this image."""
+
+    def __call__(self, image, boxes=None, labels=None):
+        return image, _scaled_boxes(image, boxes, 1), labels
+
+
+class ToPercentCoords:
+    """Pixel boxes -> normalized to this image (0..1)."""
+
+    def __call__(self, image, boxes=None, labels=None):
+        return image, _scaled_boxes(image, boxes, -1), labels
+
+
+class Resize:
+    """Stretch to ``size x size`` (bilinear); normalized boxes are unchanged by it."""
+
+    def __init__(self, size: int = 300) -> None:
+        self.size = int(size)
+
+    def __call__(self, image, boxes=None, labels=None):
+        return cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR), boxes, labels
+
+
+class _RandomStep:
+    """A step applied with probability ``p`` (upstream: 0.5) with a value drawn by ``draw``."""
+
+    p = 0.5
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = ProcessLocalRNG(seed)
+
+    def draw(self, rng: np.random.Generator):
+        raise NotImplementedError
+
+    @staticmethod
+    def apply(image: np.ndarray, value) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, image, boxes=None, labels=None):
+        rng = self.rng.get()
+        if rng.random() < self.p:
+            image = self.apply(np.array(image, dtype=np.float32), self.draw(rng))
+        return image, boxes, labels
+
+
+class RandomBrightness(_RandomStep):
+    """Add ``U(-delta, delta)`` to every channel (0..255 scale)."""
+
+    def __init__(self, delta: float = 32.0, seed: int | None = None) -> None:
+        if not 0.0 <= delta <= 255.0:
+            raise ValueError(f"delta must be in [0, 255], got {delta}")
+        super().__init__(seed)
+        self.delta = delta
+
+    def draw(self, rng):
+        return rng.uniform(-self.delta, self.delta)
+
+    @staticmethod
+    def apply(image, value):
+        image += value
+        return image
+
+
+class RandomContrast(_RandomStep):
+    """Multiply by ``U(lower, upper)``."""
+
+    def __init__(self, lower: float = 0.5, upper: float = 1.5, seed: int | None = None) -> None:
+        if not 0 <= lower <= upper:
+            raise ValueError(f"need 0 <= lower <= upper, got {lower}, {upper}")
+        super().__init__(seed)
+        self.lower, self.upper = lower, upper
+
+    def draw(self, rng):
+        return rng.uniform(self.lower, self.upper)
+
+    @staticmethod
+    def apply(image, value):
+        image *= value
+        return image
+
+
+class RandomSaturation(RandomContrast):
+    """On an HSV float image: multiply S by ``U(lower, upper)`` (kept <= 1, a valid saturation)."""
+
+    @staticmethod
+    def apply(image, value):
+        image[:, :, 1] = np.minimum(image[:, :, 1] * value, 1.0)
+        return image
+
+
+class RandomHue(RandomBrightness):
+    """On an HSV float image: rotate H (degrees) by ``U(-delta, delta)``."""
+
+    def __init__(self, delta: float = 18.0, seed: int | None = None) -> None:
+        if not 0.0 <= delta <= 360.0:
+            raise ValueError(f"delta must be in [0, 360], got {delta}")
+        super().__init__(min(delta, 255.0), seed)
+        self.delta = delta
+
+    @staticmethod
+    def apply(image, value):
+        image[:, :, 0] = np.mod(image[:, :, 0] + value, 360.0)
+        return image
+
+
+class SwapChannels:
+    """Reorder channels: output channel c is input channel ``swaps[c]``. As upstream, called on
+    the image alone: ``SwapChannels((2, 1, 0))(image) -> image``."""
+
+    def __init__(self, swaps: Sequence[int]) -> None:
+        self.swaps = tuple(swaps)
+
+    def __call__(self, image):
+        return image[:, :, self.swaps]
+
+
+class RandomLightingNoise(_RandomStep):
+    """A random channel order (one of the 6 permutations)."""
+
+    def draw(self, rng):
+        return _PERMUTATIONS[int(rng.integers(len(_PERMUTATIONS)))]
+
+    @staticmethod
+    def apply(image, value):
+        return SwapChannels(value)(image)
+
+
+_COLOR_CODES = {("BGR", "HSV"): cv2.COLOR_BGR2HSV, ("RGB", "HSV"): cv2.COLOR_RGB2HSV,
+                ("BGR", "RGB"): cv2.COLOR_BGR2RGB, ("RGB", "BGR"): cv2.COLOR_RGB2BGR,
+                ("HSV", "BGR"): cv2.COLOR_HSV2BGR, ("HSV", "RGB"): cv2.COLOR_HSV2RGB}
+
+
+class ConvertColor:
+    """Colour space conversion with OpenCV, e.g. ``ConvertColor(current="RGB", transform="HSV")``
+    (float32: H in degrees, S and V as the input's scale)."""
+
+    def __init__(self, current: str = "BGR", transform: str = "HSV") -> None:
+        if (current, transform) not in _COLOR_CODES:
+            raise ValueError(f"unsupported colour conversion {current} -> {transform}; supported: "
+                             f"{', '.join(f'{a}->{b}' for a, b in _COLOR_CODES)}")
+        self.current, self.transform = current, transform
+
+    def __call__(self, image, boxes=None, labels=None):
+        return cv2.cvtColor(np.asarray(image), _COLOR_CODES[(self.current, self.transform)]), boxes, labels
+
+
+class ToCV2Image:
+    """Tensor ``[3, H, W]`` -> float32 numpy ``[H, W, 3]``."""
+
+    def __call__(self, tensor, boxes=None, labels=None):
+        return tensor.detach().cpu().numpy().astype(np.float32).transpose((1, 2, 0)), boxes, labels
+
+
+class ToTensor:
+    """numpy ``[H, W, 3]`` -> float32 tensor ``[3, H, W]``."""
+
+    def __call__(self, cvimage, boxes=None, labels=None):
+        return torch.from_numpy(np.ascontiguousarray(cvimage, dtype=np.float32)).permute(2, 0, 1), boxes, labels
+
+
+def _pixel_sample(image, boxes, labels) -> tuple[np.ndarray, np.ndarray]:
+    b = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    lab = np.zeros((len(b),), np.int64) if labels is None else np.asarray(labels)
+    return b, lab
+
+
+class RandomSampleCrop:
+    """The SSD crop (``RandomSSDGeometry`` without zoom-out or mirror): keep the whole image, or cut a
+    patch that keeps the boxes whose centre it contains, clipped to it (and their labels)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.geometry = RandomSSDGeometry(expand_p=0.0, flip_p=0.0)
+        self.rng = ProcessLocalRNG(seed)
+
+    def __call__(self, image, boxes=None, labels=None):
+        h, w = image.shape[:2]
+        b, lab = _pixel_sample(image, boxes, labels)
+        b, lab = clip_boxes(b, lab, w, h)
+        win = self.geometry(self.rng.get(), w, h, b)
+        x0, y0, x1, y1 = int(win.x0), int(win.y0), int(win.x1), int(win.y1)
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            return image, b, lab
+        cx2, cy2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]  # 2 * centre
+        keep = (cx2 > 2 * x0) & (cx2 < 2 * x1) & (cy2 > 2 * y0) & (cy2 < 2 * y1)
+        kept = b[keep].copy()
+        kept[:, 0::2] = np.clip(kept[:, 0::2], x0, x1) - x0
+        kept[:, 1::2] = np.clip(kept[:, 1::2], y0, y1) - y0
+        return image[y0:y1, x0:x1], kept, lab[keep]
+
+
+class Expand:
+    """Zoom out with probability 0.5 (``RandomSSDGeometry``'s draw): the image at a random spot of a
+    ``mean``-filled canvas up to 4x as large; boxes shifted with it."""
+
+    def __init__(self, mean: MeanLike, seed: int | None = None) -> None:
+        self.mean = mean
+        self.geometry = RandomSSDGeometry(crop_options=(None,), flip_p=0.0)
+        self.rng = ProcessLocalRNG(seed)
+
+    def __call__(self, image, boxes=None, labels=None):
+        h, w = image.shape[:2]
+        b, lab = _pixel_sample(image, boxes, labels)
+        win = self.geometry(self.rng.get(), w, h, b)
+        left, top = -int(win.x0), -int(win.y0)
+        if (left, top, int(win.x1) - int(win.x0), int(win.y1) - int(win.y0)) == (0, 0, w, h):
+            return image, b, lab
+        canvas = np.empty((int(win.y1) + top, int(win.x1) + left, image.shape[2]), dtype=image.dtype)
+        canvas[:] = self.mean
+        canvas[top:top + h, left:left + w] = image
+        return canvas, b + np.array([left, top, left, top], dtype=np.float32), lab
+
+
+class RandomMirror:
+    """Mirror horizontally with probability 0.5; pixel boxes follow."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = ProcessLocalRNG(seed)
+
+    def __call__(self, image, boxes=None, labels=None):
+        if self.rng.get().random() >= 0.5:
+            return image, boxes, labels
+        w = image.shape[1]
+        b, _ = _pixel_sample(image, boxes, labels)
+        b = b.copy()
+        b[:, [0, 2]] = w - b[:, [2, 0]]
+        return np.ascontiguousarray(image[:, ::-1]), b, labels
+
+
+class PhotometricDistort:
+    """Upstream's colour jitter in its order (brightness, contrast before or after saturation and
+    hue, channel shuffle), drawn by ``RandomPhotometricDistort``, applied by ``distort_float32``."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.sampler = RandomPhotometricDistort()
+        self.rng = ProcessLocalRNG(seed)
+
+    def __call__(self, image, boxes=None, labels=None):
+        params = self.sampler.sample(self.rng.get())
+        return distort_float32(np.array(image, dtype=np.float32), params), boxes, labels

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from vision.utils.misc import UserError, atomic_write
+from vision.utils.misc import UserError, store_labels
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,4 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 
 def write_labels(path: str | os.PathLike, class_names: Sequence[str]) -> None:
     """Write labels.txt atomically, BACKGROUND first, no blank lines."""
-    names = normalize_class_names(class_names)
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(names) + "\n")
+    store_labels(path, normalize_class_names(class_names))

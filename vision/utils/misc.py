@@ -15,8 +15,9 @@ import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -251,3 +252,38 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UserError(f"{what} is not valid JSON: {p}: {e}") from None
     except RecursionError:  # e.g. "[[[[..." 100,000 deep: Python's parser gives up
         raise UserError(f"{what} is not valid JSON: {p}: nested too deeply") from None
+
+
+# ---- upstream's names (qfgaohao / dusty-nv / kaboom-labs ``vision.utils.misc``) --------------------------
+
+class Timer:
+    """Upstream's named stopwatch: ``start(key)``, then ``end(key)`` -> seconds since that start.
+
+    ``end`` of a key never started raises ``KeyError`` (upstream raised a bare Exception).
+    """
+
+    def __init__(self) -> None:
+        self.clock: dict[str, float] = {}
+
+    def start(self, key: str = "default") -> None:
+        self.clock[key] = time.perf_counter()
+
+    def end(self, key: str = "default") -> float:
+        if key not in self.clock:
+            raise KeyError(f"{key} is not in the clock.")
+        return time.perf_counter() - self.clock.pop(key)
+
+
+def store_labels(path: str | os.PathLike, labels: Iterable[str]) -> None:
+    """Upstream's labels writer: the names one a line, atomically, blank names left out (a blank
+    line would be a class to detectNet). ``vision.utils.labels.write_labels`` checks the names
+    first (BACKGROUND first, no duplicates) and then writes through this."""
+    names = [str(n).strip() for n in labels]
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write("".join(f"{n}\n" for n in names if n))
+
+
+def freeze_net_layers(net: Any) -> None:
+    """Upstream's: stop gradients for every parameter of ``net`` (an ``nn.Module``)."""
+    for p in net.parameters():
+        p.requires_grad_(False)

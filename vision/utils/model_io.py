@@ -18,7 +18,6 @@ import functools
 import logging
 import os
 import pickle
-import re
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from torch import nn
 
 from vision.nn.torchvision_import import detect_torchvision_arch, init_from_torchvision  # noqa: F401 (API)
 from vision.utils.misc import UserError
+from vision.utils.safe_load import PLAIN_STATE_CLASSES, load_plain_state, refusal, refused_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ def _is_tensor_dict(obj: Any) -> bool:
 def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str = "model file"):
     """``torch.load(weights_only=True)`` with every way a file can be bad turned into one UserError line.
 
-    A pickle that needs arbitrary Python objects (and so could run code) is refused by name.
+    A pickle that needs arbitrary Python objects (and so could run code) is refused by name;
+    one that holds torch scheduler/optimizer objects (the seed fork's checkpoints) is read with
+    those as plain data (``vision.utils.safe_load``).
     """
     p = Path(path)
     if not p.exists():
@@ -69,11 +71,11 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            raise UserError(f"refusing to load {p}: it holds pickled Python objects ({found.group(1)}), "
-                            f"not just tensors, and loading it could run code; re-save it as a state_dict "
-                            f"where it was made") from None
+        refused = refused_name(e)
+        if refused in PLAIN_STATE_CLASSES:
+            return load_plain_state(p, map_location)
+        if refused:
+            raise UserError(refusal(p, refused)) from None
         raise UserError(f"{p} is not a readable PyTorch weights file (truncated or corrupt?)") from None
     except PermissionError:
         raise UserError(f"{what} is not readable (permission denied): {p}") from None
@@ -88,7 +90,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple["OrderedDict[str, tor
     """Read a weights file -> ``(state_dict, checkpoint dict or None)`` on the CPU.
 
     Accepts a plain state_dict or a checkpoint dict with ``"model"`` (or
-    ``"state_dict"``). A ``module.`` prefix (DDP) is stripped. UserError for a
+    ``"state_dict"``, or the seed fork's ``"weights"``). A ``module.`` prefix (DDP) is stripped. UserError for a
     missing/unreadable/truncated file, a pickle that needs code to load, or
     contents that are not weights.
     """
@@ -97,9 +99,12 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple["OrderedDict[str, tor
     checkpoint: dict | None = None
     if _is_tensor_dict(obj):
         state_dict = obj
-    elif isinstance(obj, Mapping) and any(_is_tensor_dict(obj.get(k)) for k in ("model", "state_dict")):
+    elif isinstance(obj, Mapping) and any(_is_tensor_dict(obj.get(k)) for k in ("model", "state_dict", "weights")):
         checkpoint = dict(obj)
-        state_dict = obj["model"] if _is_tensor_dict(obj.get("model")) else obj["state_dict"]
+        key = next(k for k in ("model", "state_dict", "weights") if _is_tensor_dict(obj.get(k)))
+        state_dict = obj[key]
+        if key == "weights":  # the seed fork's {'epoch', 'weights', 'optimizer', 'scheduler'}
+            log.info("%s: seed-fork checkpoint: using its weights (not its optimizer or scheduler state)", p)
     else:
         what = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, Mapping) else type(obj).__name__
         raise UserError(f"{p} holds {what}, not model weights (a state_dict or a checkpoint with 'model')")

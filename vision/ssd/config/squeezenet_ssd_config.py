@@ -1,4 +1,11 @@
-"""Config of SqueezeNet-SSD-Lite: the MobileNet config's numbers, with an 18x18 first feature map."""
+"""Config of sq-ssd-lite (upstream's floor-mode pools): a 17x17 first feature map at 300 px.
+
+Upstream's own config said 18x18 with shrinkage 16, which its SqueezeNet 1.1 never
+produced (its outputs have 17x17 cells, 2568 rows); here the first prior grid is laid
+over the 17x17 map it belongs to (shrinkage 300/17), so the 2568 priors line up with
+upstream's 2568 outputs. The other five maps are the MobileNet config's.
+sq-ssd-lite-tv (torchvision's ceil pools, 18x18) uses ``squeezenet_tv_ssd_config``.
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,7 +16,7 @@ from vision.ssd.config.mobilenetv1_ssd_config import (center_variance, image_mea
 from vision.ssd.config.mobilenetv1_ssd_config import specs as _mobilenet_specs
 from vision.utils.box_utils import SSDSpec, generate_ssd_priors
 
-specs = [SSDSpec(18, *_mobilenet_specs[0][1:])] + list(_mobilenet_specs[1:])
+specs = [SSDSpec(17, image_size / 17, *_mobilenet_specs[0][2:])] + list(_mobilenet_specs[1:])
 
 priors = generate_ssd_priors(specs, image_size)
 
