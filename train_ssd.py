@@ -38,7 +38,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.datasets.collation import collate_padded
-from vision.nn.multibox_loss import MultiboxLoss
+from vision.nn.multibox_loss import DEFAULT_MINING, MultiboxLoss
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.matching import BatchedMatcher, MatchPrior
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
@@ -52,6 +52,7 @@ from vision.training.resume import merge_resume_args
 from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
                                         project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
+from vision.utils.box_utils import MINING_RULES
 from vision.utils.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, prune_checkpoints,
                                      remove_stale_temp_files_in, restore_rng_state, save_checkpoint)
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
+    g.add_argument("--hard-negative-mining", choices=MINING_RULES, default=DEFAULT_MINING,
+                   help="how negatives enter the loss: batch (3 per positive, the hardest of the whole batch, so "
+                        "images without objects count), per-image-min (3 per positive per image, at least 3x the "
+                        "batch's mean per image) or per-image (upstream: images without objects add no loss)")
 
     g = p.add_argument_group("network")
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
@@ -419,7 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     matcher = None if per_sample else BatchedMatcher(cfg.priors, cfg.center_variance, cfg.size_variance,
                                                       MATCH_IOU).to(device)
     criterion = MultiboxLoss(cfg.priors, iou_threshold=MATCH_IOU, neg_pos_ratio=NEG_POS_RATIO,
-                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device)
+                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device,
+                             mining=args.hard_negative_mining)
     trainer = Trainer(model=model, net=net, criterion=criterion, optimizer=optimizer, schedule=schedule,
                       device=device, matcher=matcher, scaler=scaler, amp_dtype=amp_dtype,
                       grad_clip=args.grad_clip, guard=nonfinite)
