@@ -118,6 +118,18 @@ class NonFiniteGuard:
                           f"--grad-clip, or check the data")
 
 
+def snapshot_buffers(net: nn.Module) -> list[torch.Tensor]:
+    """Copies of every buffer of ``net`` (BatchNorm running statistics and counters)."""
+    return [b.detach().clone() for b in net.buffers()]
+
+
+@torch.no_grad()
+def restore_buffers(net: nn.Module, saved: list[torch.Tensor]) -> None:
+    """Put back what ``snapshot_buffers`` copied."""
+    for b, s in zip(net.buffers(), saved):
+        b.copy_(s)
+
+
 @dataclass
 class Trainer:
     """Everything a training or validation step needs.
@@ -158,13 +170,20 @@ class Trainer:
         return reg, cls, int(images.size(0))
 
     def train_step(self, batch, epoch: int, step: int, steps_per_epoch: int) -> tuple[float, float, int] | None:
-        """One optimizer step; ``None`` when it was skipped for a non-finite loss (same on every rank)."""
+        """One optimizer step; ``None`` when it was skipped for a non-finite loss (same on every rank).
+
+        A skipped step leaves the net exactly as it was, buffers included: the forward pass has
+        already updated BatchNorm's running statistics (with NaN, from a NaN batch), so they are
+        snapshotted before it and put back (a few hundred KB: cheap next to the step).
+        """
         self.schedule.set_position(epoch, step, steps_per_epoch)
+        buffers = snapshot_buffers(self.net)
         reg, cls, n = self.losses(self.model, batch)
         loss = reg + cls
         finite = bool(torch.isfinite(loss).item())
         if distributed.any_rank(not finite, self.device):
             self.optimizer.zero_grad(set_to_none=True)
+            restore_buffers(self.net, buffers)
             self.guard.bad(epoch, step, self.optimizer.param_groups[-1]["lr"])
             return None
         self.guard.ok()
