@@ -52,3 +52,31 @@ def test_skipped_nan_step_leaves_batchnorm_buffers_and_weights_alone():
     assert int(after["bn.num_batches_tracked"]) == 1
     assert all(torch.isfinite(t).all() for t in after.values())
     assert trainer.guard.total == 1
+
+
+def test_worker_death_while_stopping_ends_the_epoch_cleanly():
+    """PyTorch raises 'DataLoader worker ... is killed by signal' wherever the main process is;
+    while a stop is requested that is the same signal at work: stop at the step reached."""
+    from vision.training.loop import EpochStats, StopRequest
+
+    torch.manual_seed(0)
+    net = _TinyHead()
+    trainer = _trainer(net)
+    stop = StopRequest()
+
+    def batches():
+        yield _batch(torch.randn(2, 3, 4, 4))
+        stop.requested = True
+        raise RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
+
+    assert trainer.train_epoch(batches(), epoch=0, start_step=0, steps_per_epoch=5, stats=EpochStats(),
+                               stop=stop, debug_steps=0) == 1
+
+    def broken():  # without a stop request, the same error is a real failure
+        yield _batch(torch.randn(2, 3, 4, 4))
+        raise RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
+
+    import pytest
+    with pytest.raises(RuntimeError):
+        trainer.train_epoch(broken(), epoch=0, start_step=0, steps_per_epoch=5, stats=EpochStats(),
+                            stop=StopRequest(), debug_steps=0)

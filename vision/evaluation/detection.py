@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from vision.utils.misc import UserError
+from vision.utils.misc import UserError, ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,8 @@ def _batches(view: TestImageView, batch_size: int, num_workers: int
                               collate_fn=collate_test_images)
         return
     rest = DataLoader(Subset(view, range(batch_size, n)), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers, collate_fn=collate_test_images, pin_memory=False)
+                      num_workers=num_workers, collate_fn=collate_test_images, pin_memory=False,
+                      worker_init_fn=ignore_stop_signals)
     workers = iter(rest)  # forks the workers now; they load while the main process does batch one
     yield collate_test_images([view[i] for i in range(batch_size)])
     yield from workers

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from vision.datasets.base import substituted_samples
+from vision.utils.misc import ignore_stop_signals
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -141,7 +142,8 @@ def _seeded_loader(dataset: Dataset, sampler: "ResumableSampler", *, batch_size:
         samples = SeededSamples(dataset)
     return DataLoader(samples, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_fn, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
-                      persistent_workers=persistent and num_workers > 0)
+                      persistent_workers=persistent and num_workers > 0,
+                      worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
 
 
 def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, epoch: int,

@@ -28,9 +28,11 @@ class StopRequest:
     """SIGINT / SIGTERM set a flag; the loop finishes its step, saves and exits 0.
 
     A second SIGINT while stopping raises ``KeyboardInterrupt`` (for an impatient Ctrl-C).
-    DataLoader workers forked after ``install`` inherit the handler, so a terminal's Ctrl-C
-    (sent to the whole process group) does not kill them under the running step; in them it
-    does nothing at all (the main process decides, and shuts them down when it exits).
+    DataLoader workers ignore both signals (``vision.utils.misc.ignore_stop_signals``, their
+    ``worker_init_fn``; a forked worker that has not reached it yet inherits this handler, which
+    does nothing there), so a signal to the whole process group (a terminal's Ctrl-C, ``timeout``,
+    SLURM) does not kill them under the running step: the main process decides, and shuts them
+    down when it exits.
     """
 
     def __init__(self) -> None:
@@ -59,6 +61,13 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         log.warning("%s received: finishing the current step, then saving a checkpoint and exiting "
                     "(Ctrl-C again to abort without saving)", self.signal_name)
+
+
+def _worker_lost_while_stopping(error: RuntimeError, stop: "StopRequest | None") -> bool:
+    """A DataLoader worker killed by the signal that also asked us to stop (PyTorch's SIGCHLD
+    handler raises this RuntimeError wherever the main process is, even inside a step): the
+    stop goes on as asked (save the position, exit 0) instead of ending in a traceback."""
+    return stop is not None and stop.requested and "DataLoader worker" in str(error)
 
 
 @dataclass
@@ -222,13 +231,15 @@ class Trainer:
             t0 = time.perf_counter()
             try:
                 batch = next(iterator)
+                out = self.train_step(batch, epoch, step, steps_per_epoch)
             except StopIteration:
                 break
-            except RuntimeError:
-                if stop is not None and stop.requested:  # a worker killed by the same signal
+            except RuntimeError as e:
+                if _worker_lost_while_stopping(e, stop):
+                    log.warning("a DataLoader worker ended while stopping (%s); saving the position reached",
+                                str(e).splitlines()[0])
                     break
                 raise
-            out = self.train_step(batch, epoch, step, steps_per_epoch)
             step += 1
             dt = time.perf_counter() - t0
             if out is None:
