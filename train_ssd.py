@@ -38,6 +38,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.datasets.collation import collate_padded
+from vision.evaluation.evaluate import describe_map
 from vision.nn.multibox_loss import DEFAULT_MINING, MultiboxLoss
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.matching import BatchedMatcher, MatchPrior
@@ -517,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation "
                              "Classification Loss: %.4f%s", epoch, record["val_loss"],
                              record["val_regression_loss"], record["val_classification_loss"],
-                             f", mAP {record['mAP']:.4f}, AP50 {record['AP50']:.4f}" if "mAP" in record else "")
+                             describe_map(record))
                     name = checkpoint_name(args.net, epoch, record["val_loss"])
                     best, is_best = update_best(best, record, epoch, name)
                     if info.is_main:
@@ -568,16 +569,17 @@ def init_from_pretrained_ssd(net: torch.nn.Module, path: str, net_name: str) -> 
 
 def mean_ap(net: torch.nn.Module, dataset, args: argparse.Namespace, device: torch.device,
             info: distributed.DistInfo) -> dict[str, float]:
-    """COCO mAP@[.5:.95] + AP50 (VOC mAP for VOC data) of the bare net, computed on rank 0."""
+    """COCO mAP@[.5:.95] + AP50 (VOC07 11-point mAP for VOC data, as eval_ssd.py) of the bare net,
+    computed on rank 0; ``mAP_metric`` names it, ``mAP`` is null with a note without ground truth."""
     out: dict[str, float] = {}
     if info.is_main:
         try:
-            from vision.evaluation import evaluate
+            from vision.evaluation.evaluate import evaluate, metrics_record
         except ImportError as e:
             log.warning("--validation-mean-ap: evaluation code unavailable (%s); mAP skipped", e)
         else:
             m = evaluate(net, dataset, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
-            out = {"mAP": float(m["mAP"]), "AP50": float(m["AP50"])}
+            out = metrics_record(m)
     distributed.barrier()
     return distributed.broadcast_object(out)
 

@@ -151,8 +151,10 @@ def coco_evaluate(coco_gt: Any, results: list[dict], image_ids: Sequence[int]) -
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
         per_category[int(cat_id)] = float(p.mean()) if p.size else float("nan")
-    return {"stats": [float(s) for s in ev.stats], "per_category": per_category,
-            "summary": summary.getvalue().rstrip()}
+    # COCOeval prints -1 where no ground truth of that kind (size) exists: say so on the line
+    text = "\n".join(line + " (no ground truth of this kind)" if line.rstrip().endswith("= -1.000") else line
+                     for line in summary.getvalue().rstrip().splitlines())
+    return {"stats": [float(s) for s in ev.stats], "per_category": per_category, "summary": text}
 
 
 def evaluate_coco_dataset(dataset: Any, detections: Sequence[ImageDetections]) -> dict:
