@@ -75,3 +75,25 @@ def test_training_validation_map_equals_eval_ssd_on_voc(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["mAP"] == pytest.approx(record["mAP"], abs=1e-6)
+
+
+def test_no_ground_truth_is_said_in_words_never_a_bare_minus_one():
+    from pycocotools.coco import COCO
+
+    from vision.evaluation.coco import coco_evaluate
+    from vision.evaluation.evaluate import describe_map, metrics_record
+
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 1, "width": 100, "height": 100}], "annotations": [],
+                  "categories": [{"id": 1, "name": "a"}]}
+    gt.createIndex()
+    m = coco_evaluate(gt, [], [1])
+    assert m["stats"][0] == -1
+    assert all("no ground truth" in line for line in m["summary"].splitlines() if "-1.000" in line)
+    record = metrics_record({"mAP": float("nan"), "AP50": float("nan"), "metric": "mAP (COCO AP@[.50:.95])",
+                             "note": "no ground truth"})
+    assert record["mAP"] is None and record["mAP_note"] == "no ground truth"
+    text = describe_map(record)
+    assert "no ground truth" in text and "-1" not in text and "nan" not in text
+    assert describe_map({"mAP": 0.25, "AP50": 0.5, "mAP_metric": "mAP (VOC07 11-point, IoU > 0.5)"}) == \
+        ", mAP (VOC07 11-point, IoU > 0.5) 0.2500, AP50 0.5000"
