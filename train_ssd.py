@@ -510,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     val_loader = build_loader(val_dataset, batch_size=args.batch_size,
                                               num_workers=args.num_workers, seed=args.seed, epoch=0,
                                               collate_fn=collate, shuffle=False, num_replicas=info.world_size,
-                                              rank=info.rank)
+                                              rank=info.rank, count_skips=True)
                     record.update(trainer.validate(val_loader))
                     if args.validation_mean_ap:
                         record.update(mean_ap(net, val_dataset, args, device, info))

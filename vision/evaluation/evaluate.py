@@ -148,7 +148,8 @@ def evaluate(net: Any, dataset: Any, *, batch_size: int = 8, num_workers: int = 
         top_k: detections kept per image (default ``default_top_k``); with ``use_2007_metric``
             the defaults are eval_ssd.py's, so both report the same number.
     Returns:
-        compute_metrics' dict plus ``"images_per_s"``, ``"num_images"`` and ``"num_detections"``.
+        compute_metrics' dict plus ``"images_per_s"``, ``"num_images"``, ``"num_detections"`` and
+        ``"skipped_images"`` (unreadable images, scored as images without detections).
     """
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
@@ -169,6 +170,7 @@ def evaluate(net: Any, dataset: Any, *, batch_size: int = 8, num_workers: int = 
     metrics["images_per_s"] = images_per_s
     metrics["num_images"] = len(detections)
     metrics["num_detections"] = int(sum(len(d) for d in detections))
+    metrics["skipped_images"] = int(sum(d.unreadable for d in detections))
     log.debug("evaluated %d images at %.1f images/s: mAP %.4f", len(detections), images_per_s, metrics["mAP"])
     return metrics
 

@@ -266,7 +266,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, batches: Iterable) -> dict[str, float]:
-        """Mean loss over the validation batches (summed over every rank's share)."""
+        """Mean loss over the validation batches (summed over every rank's share); with batches
+        that count unreadable images (``build_loader(count_skips=True)``), ``val_skipped_images``."""
         self.net.eval()
         sums = [0.0, 0.0, 0.0]
         for batch in batches:
@@ -275,7 +276,14 @@ class Trainer:
             sums[1] += float(cls)
             sums[2] += 1
         self.net.train()
-        reg, cls, n = distributed.all_reduce_sum(sums, self.device)
+        counted = hasattr(batches, "skipped_images")
+        reg, cls, n, skipped = distributed.all_reduce_sum(sums + [float(getattr(batches, "skipped_images", 0))],
+                                                          self.device)
+        out = {"val_skipped_images": int(skipped)} if counted else {}
+        if skipped:
+            log.warning("validation: %d unreadable images were skipped (each replaced by the next readable one; "
+                        "the warnings above name them)", int(skipped))
         if n == 0:
-            return {"val_loss": math.nan, "val_regression_loss": math.nan, "val_classification_loss": math.nan}
-        return {"val_loss": (reg + cls) / n, "val_regression_loss": reg / n, "val_classification_loss": cls / n}
+            return {"val_loss": math.nan, "val_regression_loss": math.nan, "val_classification_loss": math.nan, **out}
+        return {"val_loss": (reg + cls) / n, "val_regression_loss": reg / n, "val_classification_loss": cls / n,
+                **out}
