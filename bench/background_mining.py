@@ -7,7 +7,7 @@ nothing to the loss and the net never learns from it. ``MultiboxLoss(mining=...)
 budget spent on its hardest negatives, wherever they are). This trains the same small net on
 the same synthetic set (``--empty-share`` of the images without objects) once per rule, same
 seed and everything else equal, evaluates each final checkpoint on the validation split and
-prints one JSON object: per rule, COCO AP and AP50 and the false positives per background image
+prints one JSON line per rule (then a table): COCO AP and AP50 and the false positives per background image
 (detections on validation images without any object) at score >= 0.5, 0.3, 0.2 and 0.1, and the
 highest score on a background image.
 
@@ -50,7 +50,7 @@ def train(rule: str, data: Path, folder: Path, args: argparse.Namespace) -> floa
            "--net", args.net, "--resolution", str(args.resolution), "--batch-size", str(args.batch_size),
            "--epochs", str(args.epochs), "--lr", str(args.lr), "--optimizer", "adamw", "--seed", str(args.seed),
            "--workers", str(args.workers), "--device", "cpu", "--checkpoint-folder", str(folder),
-           "--validation-epochs", str(args.epochs), "--hard-negative-mining", rule, "--log-level", "warning",
+           "--validation-epochs", str(args.epochs), "--hard-negative-mining", rule, "--log-level", args.log_level,
            "--force-override"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -94,20 +94,27 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--measure-only", action="store_true", help="evaluate the runs already in --work again")
+    p.add_argument("--log-level", default="warning", help="log level of this script and of train_ssd.py")
     args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=args.log_level.upper())
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     work = Path(args.work)
     data = work / "data"
     if not (data / "annotations" / "instances_val2017.json").exists():
         generate_coco_dataset(data, args.train, args.val, seed=args.seed, image_size=(160, 120),
                               empty_share=args.empty_share)
-    results = {"settings": {k: v for k, v in vars(args).items() if k != "rules"}, "rules": {}}
+    settings = {k: v for k, v in vars(args).items() if k not in ("rules", "work", "measure_only", "log_level")}
+    rows = []
     for rule in args.rules:
         seconds = None if args.measure_only else round(train(rule, data, work / rule, args), 1)
-        results["rules"][rule] = {**measure(work / rule, data), "train_seconds": seconds}
-        print(json.dumps({rule: results["rules"][rule]}), file=sys.stderr, flush=True)
-    print(json.dumps(results, indent=1))
+        row = {"bench": "background_mining", "rule": rule, **measure(work / rule, data), "train_seconds": seconds,
+               "load_avg_1min": round(os.getloadavg()[0], 2), **settings}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\n{'rule':<14} {'AP':>7} {'AP50':>7}  " + "  ".join(f"FP/bg@{t:<4}" for t in THRESHOLDS))
+    for r in rows:
+        print(f"{r['rule']:<14} {r['AP']:>7.4f} {r['AP50']:>7.4f}  "
+              + "  ".join(f"{r[f'fp_per_background_image@{t}']:>9.3f}" for t in THRESHOLDS))
     return 0
 
 
