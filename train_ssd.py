@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hard-negative-mining", choices=MINING_RULES, default=DEFAULT_MINING,
                    help="how negatives enter the loss: batch (3 per positive, the hardest of the whole batch, so "
                         "images without objects count), per-image-min (3 per positive per image, at least 3x the "
-                        "batch's mean per image) or per-image (upstream: images without objects add no loss)")
+                        "batch's mean per image) or per-image (upstream: images without objects add no loss); "
+                        "default %(default)s")
 
     g = p.add_argument_group("network")
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
