@@ -134,10 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
     g.add_argument("--hard-negative-mining", choices=MINING_RULES, default=DEFAULT_MINING,
-                   help="how negatives enter the loss: batch (3 per positive, the hardest of the whole batch, so "
-                        "images without objects count), per-image-min (3 per positive per image, at least 3x the "
-                        "batch's mean per image) or per-image (upstream: images without objects add no loss); "
-                        "default %(default)s")
+                   help="how negatives enter the loss: per-image-min (3 per positive in each image, and at least 3x "
+                        "the batch's mean positives per image, so images without objects count), batch (3 per "
+                        "positive, the hardest of the whole batch) or per-image (upstream: images without objects "
+                        "add no loss); default %(default)s")
 
     g = p.add_argument_group("network")
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
