@@ -38,7 +38,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.datasets.collation import collate_padded
-from vision.nn.multibox_loss import MultiboxLoss
+from vision.evaluation.evaluate import describe_map
+from vision.nn.multibox_loss import DEFAULT_MINING, MultiboxLoss
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.matching import BatchedMatcher, MatchPrior
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
@@ -52,6 +53,7 @@ from vision.training.resume import merge_resume_args
 from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
                                         project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
+from vision.utils.box_utils import MINING_RULES
 from vision.utils.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, prune_checkpoints,
                                      remove_stale_temp_files_in, restore_rng_state, save_checkpoint)
@@ -131,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
+    g.add_argument("--hard-negative-mining", choices=MINING_RULES, default=DEFAULT_MINING,
+                   help="how negatives enter the loss: per-image-min (3 per positive in each image, and at least 3x "
+                        "the batch's mean positives per image, so images without objects count), batch (3 per "
+                        "positive, the hardest of the whole batch) or per-image (upstream: images without objects "
+                        "add no loss); default %(default)s")
 
     g = p.add_argument_group("network")
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
@@ -419,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     matcher = None if per_sample else BatchedMatcher(cfg.priors, cfg.center_variance, cfg.size_variance,
                                                       MATCH_IOU).to(device)
     criterion = MultiboxLoss(cfg.priors, iou_threshold=MATCH_IOU, neg_pos_ratio=NEG_POS_RATIO,
-                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device)
+                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device,
+                             mining=args.hard_negative_mining)
     trainer = Trainer(model=model, net=net, criterion=criterion, optimizer=optimizer, schedule=schedule,
                       device=device, matcher=matcher, scaler=scaler, amp_dtype=amp_dtype,
                       grad_clip=args.grad_clip, guard=nonfinite)
@@ -503,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     val_loader = build_loader(val_dataset, batch_size=args.batch_size,
                                               num_workers=args.num_workers, seed=args.seed, epoch=0,
                                               collate_fn=collate, shuffle=False, num_replicas=info.world_size,
-                                              rank=info.rank)
+                                              rank=info.rank, count_skips=True)
                     record.update(trainer.validate(val_loader))
                     if args.validation_mean_ap:
                         record.update(mean_ap(net, val_dataset, args, device, info))
@@ -511,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation "
                              "Classification Loss: %.4f%s", epoch, record["val_loss"],
                              record["val_regression_loss"], record["val_classification_loss"],
-                             f", mAP {record['mAP']:.4f}, AP50 {record['AP50']:.4f}" if "mAP" in record else "")
+                             describe_map(record))
                     name = checkpoint_name(args.net, epoch, record["val_loss"])
                     best, is_best = update_best(best, record, epoch, name)
                     if info.is_main:
@@ -562,16 +570,17 @@ def init_from_pretrained_ssd(net: torch.nn.Module, path: str, net_name: str) -> 
 
 def mean_ap(net: torch.nn.Module, dataset, args: argparse.Namespace, device: torch.device,
             info: distributed.DistInfo) -> dict[str, float]:
-    """COCO mAP@[.5:.95] + AP50 (VOC mAP for VOC data) of the bare net, computed on rank 0."""
+    """COCO mAP@[.5:.95] + AP50 (VOC07 11-point mAP for VOC data, as eval_ssd.py) of the bare net,
+    computed on rank 0; ``mAP_metric`` names it, ``mAP`` is null with a note without ground truth."""
     out: dict[str, float] = {}
     if info.is_main:
         try:
-            from vision.evaluation import evaluate
+            from vision.evaluation.evaluate import evaluate, metrics_record
         except ImportError as e:
             log.warning("--validation-mean-ap: evaluation code unavailable (%s); mAP skipped", e)
         else:
             m = evaluate(net, dataset, batch_size=args.batch_size, num_workers=args.num_workers, device=device)
-            out = {"mAP": float(m["mAP"]), "AP50": float(m["AP50"])}
+            out = metrics_record(m)
     distributed.barrier()
     return distributed.broadcast_object(out)
 

@@ -36,12 +36,17 @@ BENCH_CASES = [
     pytest.param("bench/time_to_accuracy.py", ["--minutes", "0.4", "--train-images", "16", "--val-images", "4",
                                                "--", "--resolution", "64", "--batch-size", "8", "--workers", "0"],
                  id="time_to_accuracy"),
+    # background images: one tiny training run per hard-negative mining rule, then AP and false positives
+    pytest.param("bench/background_mining.py", ["--work", "{tmp}", "--train", "12", "--val", "6", "--epochs", "1",
+                                                "--resolution", "64", "--workers", "0", "--rules",
+                                                "batch"], id="background_mining"),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script,args", BENCH_CASES)
-def test_bench_script_runs(script: str, args: list[str]) -> None:
+def test_bench_script_runs(script: str, args: list[str], tmp_path: Path) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     r = subprocess.run([sys.executable, script, *args, "--log-level", "warning"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"{script} exited {r.returncode}:\n{r.stderr[-3000:]}"

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from vision.ssd.config import mobilenetv1_ssd_config, vgg_ssd_config
@@ -123,3 +124,29 @@ def test_batched_postprocess_candidate_cap():
     boxes = torch.stack([torch.tensor([i * 2.0, 0, i * 2.0 + 1, 1]) for i in range(n)]).unsqueeze(0) / 100
     (b, l, s), = box_utils.batched_postprocess(scores, boxes, prob_threshold=0.1, candidate_size=10)
     assert len(s) == 10 and s.min() >= scores[0, -10, 1] - 1e-6
+
+
+def test_hard_negative_mining_rules_hand_built():
+    # image 0: 2 positives (priors 0, 1); image 1: no objects; 8 priors each, ratio 2
+    loss = torch.tensor([[9., 9., 1., 2., 3., 4., 5., 6.],
+                         [8., 7., 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]])
+    labels = torch.zeros(2, 8, dtype=torch.int64)
+    labels[0, :2] = 1
+    # per-image (upstream): 4 negatives in image 0 (losses 6, 5, 4, 3), none in image 1
+    per_image = box_utils.hard_negative_mining(loss, labels, 2, "per-image")
+    assert per_image[0].tolist() == [True, True, False, False, True, True, True, True]
+    assert per_image[1].sum() == 0
+    # batch: budget 2 x 2 = 4 spent on the batch's hardest negatives: 8, 7 (image 1), 6, 5 (image 0)
+    batch = box_utils.hard_negative_mining(loss, labels, 2, "batch")
+    assert batch[0].tolist() == [True, True, False, False, False, False, True, True]
+    assert batch[1].tolist() == [True, True, False, False, False, False, False, False]
+    assert int((batch & (labels == 0)).sum()) == 4
+    # per-image-min: mean positives per image round(2 / 2) = 1 -> at least 2 negatives in each image
+    pim = box_utils.hard_negative_mining(loss, labels, 2, "per-image-min")
+    assert pim[0].tolist() == per_image[0].tolist()
+    assert pim[1].tolist() == [True, True] + [False] * 6
+
+
+def test_hard_negative_mining_unknown_rule():
+    with pytest.raises(ValueError, match="mining rule"):
+        box_utils.hard_negative_mining(torch.zeros(1, 4), torch.zeros(1, 4, dtype=torch.int64), 3, "nope")

@@ -123,3 +123,28 @@ def test_stale_temp_files_of_killed_writes_are_removed(tmp_path):
     other.write_text("not ours")
     assert sorted(remove_stale_temp_files_in(tmp_path)) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([keep.name, "notes.tmp"])
+
+
+def test_resume_skips_a_checkpoint_with_nan_buffers(tmp_path, caplog):
+    good = save_checkpoint(tmp_path / checkpoint_name("n", 0, 1.0), _state(0))
+    bad = _state(1)
+    bad["model"]["bn.running_var"] = torch.tensor([1.0, float("nan")])
+    bad_path = tmp_path / checkpoint_name("n", 1, 1.0)
+    torch.save(bad, bad_path)  # written by an older version, which saved whatever it had
+    with caplog.at_level("WARNING"):
+        path, ckpt = find_latest_valid_checkpoint(tmp_path)
+    assert path == good and ckpt["epoch"] == 0
+    assert bad_path.name in caplog.text and "bn.running_var" in caplog.text
+
+
+def test_a_model_with_nan_is_never_saved(tmp_path):
+    from vision.utils.checkpoint import nonfinite_tensors
+    from vision.utils.misc import Failure
+
+    state = _state(0)
+    state["model"]["bn.running_mean"] = torch.tensor([float("inf")])
+    state["model"]["bn.num_batches_tracked"] = torch.tensor(3)
+    assert nonfinite_tensors(state["model"]) == ["bn.running_mean"]
+    with pytest.raises(Failure, match="NaN/inf"):
+        save_checkpoint(tmp_path / checkpoint_name("n", 0, 1.0), state)
+    assert list(tmp_path.iterdir()) == []

@@ -521,3 +521,32 @@ def test_memory_format_flag_sets_the_weights_layout(data, tmp_path, capsys, monk
     rc, err = run_inprocess(common(data, tmp_path / choice, 1, "--memory-format", choice, "--log-level", "info"), capsys)
     assert rc == 130 and seen == {"channels_last": expected}, err
     assert (", channels_last" in err) == expected, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_the_process_group_with_workers_saves_and_resumes(data, tmp_path, workers):
+    """timeout / SLURM / container stops signal every process of the job: the DataLoader workers
+    must survive the SIGTERM, the main process save its position and exit 0, --resume go on."""
+    folder = tmp_path / "run"
+    cmd = [sys.executable, SCRIPT, *common(data, folder, 2, "--workers", str(workers))]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    log = []
+    try:
+        for line in proc.stderr:
+            log.append(line)
+            if "Epoch: 0, Step: 2/8" in line:
+                os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, "".join(log[-30:])
+    finally:
+        proc.kill()
+    text = "".join(log)
+    assert text.count("SIGTERM received") == 1, text
+    assert "Traceback" not in text and "killed by signal" not in text, text
+    interrupted = [p for p in checkpoints(folder) if "interrupted" in p.name]
+    assert len(interrupted) == 1, text
+    step = torch.load(interrupted[0], weights_only=True)["step_in_epoch"]
+    assert 2 <= step < 8
+    r = train("--resume", folder)
+    assert f"continuing at epoch 0, step {step}" in r.stderr
+    assert "Epoch: 1, Step: 8/8" in r.stderr

@@ -119,6 +119,10 @@ class DetectionDataset:
             raise IndexError(f"index {index} out of range for a dataset of {n} images")
         return int(index)
 
+    def num_boxes(self) -> int:
+        """Boxes training (or scoring) can use, counted from the index without decoding an image."""
+        return sum(len(self._target(i, 1, 1)[1]) for i in range(len(self)))
+
     def get_image(self, index: int) -> np.ndarray:
         """RGB uint8 [H,W,3] of image ``index`` (no transform; raises ImageDecodeError)."""
         return load_image_rgb(self.image_path(self._check_index(index)))
@@ -163,3 +167,23 @@ class DetectionDataset:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self)} images, {len(self.class_names) - 1} classes: "
                 f"{format_ids(self.class_names[1:], 10)})")
+
+
+def count_boxes(dataset: Any) -> int | None:
+    """Usable boxes of a dataset (a ``ConcatDataset`` of them too), from the annotations alone;
+    None when the dataset cannot say (not one of ours)."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        counts = [count_boxes(d) for d in parts]
+        return None if any(c is None for c in counts) else sum(counts)  # type: ignore[misc]
+    num_boxes = getattr(dataset, "num_boxes", None)
+    return int(num_boxes()) if callable(num_boxes) else None
+
+
+def require_boxes(dataset: Any, what: str, where: str) -> None:
+    """Refuse a set without a single box (``UserError``, exit 2): training on it only learns
+    "background everywhere" with a loss of 0, and scoring it has no ground truth to score."""
+    if count_boxes(dataset) == 0:
+        raise UserError(f"the {what} set in {where} has {len(dataset)} images but not one box: nothing to "
+                        f"{'learn from' if what == 'training' else 'score against'}; check the annotations "
+                        f"(or the class list they are filtered by)")

@@ -181,6 +181,10 @@ class OpenImagesDataset(DetectionDataset):
         boxes, labels = self._target(index, *self._sizes[index])
         return self.image_ids[index], (boxes, labels.copy(), np.zeros(len(labels), dtype=np.uint8))
 
+    def num_boxes(self) -> int:
+        """Boxes in the CSV rows kept (``_target`` would record a fake image size)."""
+        return sum(len(labels) for labels in self._labels)
+
     def _target(self, index: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         self._sizes[index] = (width, height)
         scale = np.array([width, height, width, height], dtype=np.float32)

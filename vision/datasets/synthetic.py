@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from vision.datasets.coco_dataset import fix_coco_dict
-from vision.utils.misc import UserError, add_log_level_arg, atomic_write, atomic_write_json, int_range, \
-    non_negative_int, run_main, setup_logging
+from vision.utils.misc import UserError, add_log_level_arg, atomic_write, atomic_write_json, float_range, \
+    int_range, non_negative_int, run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,8 @@ def _image_id(split: str, k: int) -> int:
 
 
 def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple[int, int],
-                 grayscale_index: int | None, quality: int, folder: Path | None = None) -> dict:
+                 grayscale_index: int | None, quality: int, empty_share: float | None = None,
+                 folder: Path | None = None) -> dict:
     folder = folder if folder is not None else out_dir / f"{split}2017"
     folder.mkdir(parents=True, exist_ok=True)
     code = _SPLIT_CODE[split]
@@ -256,7 +257,14 @@ def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple
         rng = np.random.default_rng([seed, code, k])
         w = max(32, int(round(image_size[0] * rng.uniform(0.85, 1.15))))
         h = max(32, int(round(image_size[1] * rng.uniform(0.85, 1.15))))
-        if k == forced_empty:
+        if empty_share is not None:  # a chosen share of background images, the rest with 1..4 objects
+            if rng.random() < empty_share:
+                n_obj, crowd = 0, False
+            else:
+                p = np.asarray(_OBJECT_COUNT_P[1:]) / sum(_OBJECT_COUNT_P[1:])
+                n_obj = 1 + int(rng.choice(len(p), p=p))
+                crowd = rng.random() < _CROWD_P
+        elif k == forced_empty:
             n_obj, crowd = 0, False
         elif k == forced_crowd:
             n_obj, crowd = int(rng.integers(1, 4)), True
@@ -322,14 +330,19 @@ def _coco_dict(split_data: dict, seed: int) -> dict:
 
 def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, seed: int = 0,
                           fixed: bool = False, image_size: tuple[int, int] = (320, 240),
-                          jpeg_quality: int = 90, overwrite: bool = True) -> dict[str, Any]:
+                          jpeg_quality: int = 90, overwrite: bool = True,
+                          empty_share: float | None = None) -> dict[str, Any]:
     """Write a synthetic COCO-2017-layout dataset under ``out_dir`` and return a summary.
 
     Layout: annotations/instances_{train,val}2017.json, train2017/*.jpg, val2017/*.jpg.
     ``image_size`` is the nominal (width, height); each image varies by +-15 %.
     The second train image (or the first when there is one) is a grayscale JPEG.
     ``overwrite=False`` refuses to replace existing annotation files.
+    ``empty_share`` (0..1): each image has no objects with this probability (background images,
+    to study how training treats them); by default ~7 % are empty plus one forced per split.
     """
+    if empty_share is not None and not 0.0 <= empty_share <= 1.0:
+        raise UserError(f"empty_share must be in [0, 1], got {empty_share}")
     if num_train < 0 or num_val < 0:
         raise UserError(f"image counts must be >= 0, got train={num_train} val={num_val}")
     if num_train + num_val == 0:
@@ -353,7 +366,7 @@ def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, see
             gray = min(1, n - 1)
         elif split == "val" and num_train == 0:
             gray = 0
-        data = _write_split(out, split, n, seed, tuple(image_size), gray, jpeg_quality)
+        data = _write_split(out, split, n, seed, tuple(image_size), gray, jpeg_quality, empty_share)
         coco = _coco_dict(data, seed)
         if fixed:
             coco = fix_coco_dict(coco, source=f"synthetic {split}")
@@ -444,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="nominal image width and height in pixels; each image varies by +-15%% (default 320 240)")
     p.add_argument("--jpeg-quality", type=int_range(30, 100), default=90, help="JPEG quality (default 90)")
     p.add_argument("--no-overwrite", action="store_true", help="refuse to replace existing annotation files")
+    p.add_argument("--empty-share", type=float_range(0, 1, lo_open=False), default=None, metavar="P",
+                   help="share of images with no objects, 0..1 (default: about 7%% plus one per split)")
     add_log_level_arg(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
@@ -459,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     summary = generate_coco_dataset(args.out, args.train, args.val, seed=args.seed, fixed=args.fixed,
                                     image_size=size,
-                                    jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite)
+                                    jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite,
+                                    empty_share=args.empty_share)
     for split, st in summary["splits"].items():
         print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['crowd']} crowd regions, "
               f"{st['empty_images']} empty images -> {summary['ann_files'][split]}")

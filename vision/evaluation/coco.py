@@ -220,8 +220,11 @@ def coco_evaluate(coco_gt: Any, results: list[dict], image_ids: Sequence[int], b
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
         per_category[int(cat_id)] = float(p.mean()) if p.size else float("nan")
+    # COCOeval prints -1 where no ground truth of that kind (size) exists: say so on the line
+    text = "\n".join(line + " (no ground truth of this kind)" if line.rstrip().endswith("= -1.000") else line
+                     for line in summary_text.splitlines())
     return {"stats": [float(s) for s in ev.stats[:len(STAT_NAMES)]], "per_category": per_category,
-            "summary": summary_text, "backend": backend}
+            "summary": text, "backend": backend}
 
 
 def evaluate_coco_dataset(dataset: Any, detections: Sequence[ImageDetections], backend: str = "auto") -> dict:

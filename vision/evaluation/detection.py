@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from vision.utils.misc import UserError
+from vision.datasets.image_io import ImageDecodeError
+from vision.utils.misc import UserError, ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ class ImageDetections:
     boxes: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
+    unreadable: bool = False  # the image could not be read: no detections, counted as skipped
 
     @classmethod
-    def empty(cls) -> "ImageDetections":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    def empty(cls, unreadable: bool = False) -> "ImageDetections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32), unreadable)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -74,9 +76,15 @@ class TestImageView(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, tuple[int, int]]:
+        """An unreadable image (truncated, not an image, gone) gives ``(None, index, (0, 0))``:
+        it is skipped with a warning and scored as an image without detections."""
         try:
             image = self.dataset.get_image(index)
+        except ImageDecodeError as e:
+            log.warning("evaluation: skipping unreadable image %d (scored as an image without detections): %s",
+                        index, e)
+            return None, index, (0, 0)
         except UserError as e:
             raise DatasetItemError(str(e)) from None
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
@@ -138,8 +146,9 @@ def _identity(batch: torch.Tensor) -> torch.Tensor:
 def collate_test_images(batch: Sequence[tuple[torch.Tensor, int, tuple[int, int]]]
                         ) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
     """Stack images; keep indices and sizes as plain lists (the default collate would
-    turn the size tuples into two tensors)."""
-    images = torch.stack([b[0] for b in batch])
+    turn the size tuples into two tensors). Unreadable images (``None``) are left out."""
+    batch = [b for b in batch if b[0] is not None]
+    images = torch.stack([b[0] for b in batch]) if batch else torch.zeros(0)
     return images, [b[1] for b in batch], [b[2] for b in batch]
 
 
@@ -177,6 +186,8 @@ def detect_dataset(predictor: Any, dataset: Any, *, batch_size: int = 8, num_wor
     start = time.perf_counter()
     with tqdm(total=len(view), desc="evaluate", unit="img", disable=not progress, leave=False) as bar:
         for images, indices, sizes in _batches(view, batch_size, num_workers):
+            if not indices:  # every image of the batch was unreadable
+                continue
             results = predictor.predict_batch(finish_batch(images), sizes, top_k=top_k,
                                               prob_threshold=prob_threshold)
             for index, (h, w), (boxes, labels, scores) in zip(indices, sizes, results):
@@ -184,7 +195,11 @@ def detect_dataset(predictor: Any, dataset: Any, *, batch_size: int = 8, num_wor
             bar.update(len(indices))
     elapsed = time.perf_counter() - start
     images_per_s = len(view) / elapsed if elapsed > 0 else float("inf")
-    return [d if d is not None else ImageDetections.empty() for d in detections], images_per_s
+    skipped = sum(d is None for d in detections)
+    if skipped:
+        log.warning("evaluation: %d of %d images were unreadable and skipped (scored as images without "
+                    "detections; the warnings above name them)", skipped, len(view))
+    return [d if d is not None else ImageDetections.empty(unreadable=True) for d in detections], images_per_s
 
 
 def _batches(view: TestImageView, batch_size: int, num_workers: int
@@ -202,7 +217,8 @@ def _batches(view: TestImageView, batch_size: int, num_workers: int
                               collate_fn=collate_test_images)
         return
     rest = DataLoader(Subset(view, range(batch_size, n)), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers, collate_fn=collate_test_images, pin_memory=False)
+                      num_workers=num_workers, collate_fn=collate_test_images, pin_memory=False,
+                      worker_init_fn=ignore_stop_signals)
     workers = iter(rest)  # forks the workers now; they load while the main process does batch one
     yield collate_test_images([view[i] for i in range(batch_size)])
     yield from workers

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from vision.datasets.base import substituted_samples
+from vision.utils.misc import ignore_stop_signals
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -129,29 +130,38 @@ class ResumableSampler(DistributedSampler):
 
 def _seeded_loader(dataset: Dataset, sampler: "ResumableSampler", *, batch_size: int, num_workers: int,
                    seed: int, epoch: int, collate_fn: Callable | None, drop_last: bool, pin_memory: bool,
-                   persistent: bool) -> DataLoader:
+                   persistent: bool, count_skips: bool | None = None) -> DataLoader:
     """The ``DataLoader`` both loaders below build. Worker processes get their base seed from
     ``(seed, epoch)`` too, though ``SeededSamples`` makes the data independent of it. A
-    persistent loader also counts unreadable images (``CountingCollate`` / ``CountedBatches``)."""
+    persistent loader (or ``count_skips``) also counts unreadable images (``CountingCollate`` /
+    ``CountedBatches``)."""
     generator = torch.Generator()
     generator.manual_seed(sample_seed(seed, epoch, 2**31 - 1))
-    if persistent:
+    if persistent if count_skips is None else count_skips:
         samples, collate_fn = SeededSamples(dataset, count_skips=True), CountingCollate(collate_fn)
     else:
         samples = SeededSamples(dataset)
     return DataLoader(samples, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_fn, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
-                      persistent_workers=persistent and num_workers > 0)
+                      persistent_workers=persistent and num_workers > 0,
+                      worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
 
 
 def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, epoch: int,
                  collate_fn: Callable | None, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 drop_last: bool = False, skip_batches: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A loader for one epoch (``skip_batches`` already-done batches left out); its workers end with it."""
+                 drop_last: bool = False, skip_batches: int = 0, pin_memory: bool = False,
+                 count_skips: bool = False) -> DataLoader | CountedBatches:
+    """A loader for one epoch (``skip_batches`` already-done batches left out); its workers end with it.
+
+    With ``count_skips`` (validation), a ``CountedBatches`` whose ``skipped_images`` says how
+    many unreadable images were replaced by the next readable one, as in training.
+    """
     sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed, shuffle=shuffle)
     sampler.set_position(epoch, skip_batches * batch_size)
-    return _seeded_loader(dataset, sampler, batch_size=batch_size, num_workers=num_workers, seed=seed, epoch=epoch,
-                          collate_fn=collate_fn, drop_last=drop_last, pin_memory=pin_memory, persistent=False)
+    loader = _seeded_loader(dataset, sampler, batch_size=batch_size, num_workers=num_workers, seed=seed,
+                            epoch=epoch, collate_fn=collate_fn, drop_last=drop_last, pin_memory=pin_memory,
+                            persistent=False, count_skips=count_skips)
+    return CountedBatches(loader) if count_skips else loader
 
 
 class EpochLoader:

@@ -28,9 +28,11 @@ class StopRequest:
     """SIGINT / SIGTERM set a flag; the loop finishes its step, saves and exits 0.
 
     A second SIGINT while stopping raises ``KeyboardInterrupt`` (for an impatient Ctrl-C).
-    DataLoader workers forked after ``install`` inherit the handler, so a terminal's Ctrl-C
-    (sent to the whole process group) does not kill them under the running step; in them it
-    does nothing at all (the main process decides, and shuts them down when it exits).
+    DataLoader workers ignore both signals (``vision.utils.misc.ignore_stop_signals``, their
+    ``worker_init_fn``; a forked worker that has not reached it yet inherits this handler, which
+    does nothing there), so a signal to the whole process group (a terminal's Ctrl-C, ``timeout``,
+    SLURM) does not kill them under the running step: the main process decides, and shuts them
+    down when it exits.
     """
 
     def __init__(self) -> None:
@@ -59,6 +61,13 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         log.warning("%s received: finishing the current step, then saving a checkpoint and exiting "
                     "(Ctrl-C again to abort without saving)", self.signal_name)
+
+
+def _worker_lost_while_stopping(error: RuntimeError, stop: "StopRequest | None") -> bool:
+    """A DataLoader worker killed by the signal that also asked us to stop (PyTorch's SIGCHLD
+    handler raises this RuntimeError wherever the main process is, even inside a step): the
+    stop goes on as asked (save the position, exit 0) instead of ending in a traceback."""
+    return stop is not None and stop.requested and "DataLoader worker" in str(error)
 
 
 @dataclass
@@ -118,6 +127,18 @@ class NonFiniteGuard:
                           f"--grad-clip, or check the data")
 
 
+def snapshot_buffers(net: nn.Module) -> list[torch.Tensor]:
+    """Copies of every buffer of ``net`` (BatchNorm running statistics and counters)."""
+    return [b.detach().clone() for b in net.buffers()]
+
+
+@torch.no_grad()
+def restore_buffers(net: nn.Module, saved: list[torch.Tensor]) -> None:
+    """Put back what ``snapshot_buffers`` copied."""
+    for b, s in zip(net.buffers(), saved):
+        b.copy_(s)
+
+
 @dataclass
 class Trainer:
     """Everything a training or validation step needs.
@@ -158,13 +179,20 @@ class Trainer:
         return reg, cls, int(images.size(0))
 
     def train_step(self, batch, epoch: int, step: int, steps_per_epoch: int) -> tuple[float, float, int] | None:
-        """One optimizer step; ``None`` when it was skipped for a non-finite loss (same on every rank)."""
+        """One optimizer step; ``None`` when it was skipped for a non-finite loss (same on every rank).
+
+        A skipped step leaves the net exactly as it was, buffers included: the forward pass has
+        already updated BatchNorm's running statistics (with NaN, from a NaN batch), so they are
+        snapshotted before it and put back (a few hundred KB: cheap next to the step).
+        """
         self.schedule.set_position(epoch, step, steps_per_epoch)
+        buffers = snapshot_buffers(self.net)
         reg, cls, n = self.losses(self.model, batch)
         loss = reg + cls
         finite = bool(torch.isfinite(loss).item())
         if distributed.any_rank(not finite, self.device):
             self.optimizer.zero_grad(set_to_none=True)
+            restore_buffers(self.net, buffers)
             self.guard.bad(epoch, step, self.optimizer.param_groups[-1]["lr"])
             return None
         self.guard.ok()
@@ -204,13 +232,15 @@ class Trainer:
             t0 = time.perf_counter()
             try:
                 batch = next(iterator)
+                out = self.train_step(batch, epoch, step, steps_per_epoch)
             except StopIteration:
                 break
-            except RuntimeError:
-                if stop is not None and stop.requested:  # a worker killed by the same signal
+            except RuntimeError as e:
+                if _worker_lost_while_stopping(e, stop):
+                    log.warning("a DataLoader worker ended while stopping (%s); saving the position reached",
+                                str(e).splitlines()[0])
                     break
                 raise
-            out = self.train_step(batch, epoch, step, steps_per_epoch)
             step += 1
             if after_step is not None:
                 after_step()
@@ -239,7 +269,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, batches: Iterable) -> dict[str, float]:
-        """Mean loss over the validation batches (summed over every rank's share)."""
+        """Mean loss over the validation batches (summed over every rank's share); with batches
+        that count unreadable images (``build_loader(count_skips=True)``), ``val_skipped_images``."""
         self.net.eval()
         sums = [0.0, 0.0, 0.0]
         for batch in batches:
@@ -248,7 +279,14 @@ class Trainer:
             sums[1] += float(cls)
             sums[2] += 1
         self.net.train()
-        reg, cls, n = distributed.all_reduce_sum(sums, self.device)
+        counted = hasattr(batches, "skipped_images")
+        reg, cls, n, skipped = distributed.all_reduce_sum(sums + [float(getattr(batches, "skipped_images", 0))],
+                                                          self.device)
+        out = {"val_skipped_images": int(skipped)} if counted else {}
+        if skipped:
+            log.warning("validation: %d unreadable images were skipped (each replaced by the next readable one; "
+                        "the warnings above name them)", int(skipped))
         if n == 0:
-            return {"val_loss": math.nan, "val_regression_loss": math.nan, "val_classification_loss": math.nan}
-        return {"val_loss": (reg + cls) / n, "val_regression_loss": reg / n, "val_classification_loss": cls / n}
+            return {"val_loss": math.nan, "val_regression_loss": math.nan, "val_classification_loss": math.nan, **out}
+        return {"val_loss": (reg + cls) / n, "val_regression_loss": reg / n, "val_classification_loss": cls / n,
+                **out}

@@ -142,22 +142,49 @@ def assign_priors(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, corner_form_p
     return boxes, labels
 
 
-def hard_negative_mining(loss: torch.Tensor, labels: torch.Tensor, neg_pos_ratio: int) -> torch.Tensor:
-    """Keep all positives and the ``neg_pos_ratio`` x as many hardest negatives, per image.
+MINING_RULES = ("per-image", "per-image-min", "batch")
+
+
+def hard_negative_mining(loss: torch.Tensor, labels: torch.Tensor, neg_pos_ratio: int,
+                         rule: str = "per-image") -> torch.Tensor:
+    """Keep all positives and ``neg_pos_ratio`` x as many of the hardest negatives.
+
+    Rules (``MINING_RULES``), which differ in how an image without objects is treated:
+
+    - ``per-image`` (upstream): each image gets ``ratio x its positives`` negatives, so an
+      image without boxes contributes nothing to the loss;
+    - ``per-image-min``: as ``per-image``, but every image gets at least ``ratio x`` the
+      batch's mean positives per image (at least ``ratio``), so background images always count;
+    - ``batch``: the budget ``ratio x`` the batch's positives is spent on the hardest
+      negatives of the whole batch, wherever they are (background images compete for it).
 
     Args:
         loss [B, N]: background loss (-log p_background) per prior.
         labels [B, N].
+        rule: one of ``MINING_RULES``.
     Returns:
         mask [B, N] bool of priors that enter the classification loss.
     """
     pos_mask = labels > 0
     num_pos = pos_mask.long().sum(dim=1, keepdim=True)
-    num_neg = num_pos * neg_pos_ratio
     loss = loss.masked_fill(pos_mask, -math.inf)
+    if rule == "batch":
+        budget = int(num_pos.sum()) * neg_pos_ratio
+        flat = loss.reshape(-1)
+        _, order = flat.sort(descending=True)
+        neg_mask = torch.zeros_like(flat, dtype=torch.bool)
+        neg_mask[order[:budget]] = True
+        neg_mask = neg_mask.view_as(loss) & ~pos_mask
+        return pos_mask | neg_mask
+    if rule not in ("per-image", "per-image-min"):
+        raise ValueError(f"unknown hard-negative mining rule {rule!r}; choose from {', '.join(MINING_RULES)}")
+    num_neg = num_pos * neg_pos_ratio
+    if rule == "per-image-min":
+        mean_pos = max(1, round(int(num_pos.sum()) / max(1, labels.size(0))))
+        num_neg = num_neg.clamp(min=mean_pos * neg_pos_ratio)
     _, indexes = loss.sort(dim=1, descending=True)
     _, orders = indexes.sort(dim=1)
-    neg_mask = orders < num_neg
+    neg_mask = (orders < num_neg) & ~pos_mask
     return pos_mask | neg_mask
 
 

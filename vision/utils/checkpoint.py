@@ -83,13 +83,31 @@ def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
     return [p for _, _, p in found]
 
 
+def nonfinite_tensors(state_dict: Any) -> list[str]:
+    """Names of the floating-point tensors of a model ``state_dict`` holding NaN or inf.
+
+    A diverged run (or a NaN in BatchNorm's running statistics) must neither be saved nor be
+    the checkpoint ``--resume`` continues: it would only ever produce NaN again.
+    """
+    if not isinstance(state_dict, dict):
+        return []
+    return [name for name, t in state_dict.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` with ``torch.save`` through a temp file + fsync + rename (never half-written).
 
     A write that fails (disk full, folder no longer writable) raises ``Failure`` naming the file
     and the reason; its temp file is gone and the checkpoints saved before are untouched.
+    A model with non-finite weights or buffers is never written (``Failure``, saying so).
     """
     path = Path(path)
+    bad = nonfinite_tensors(state.get("model"))
+    if bad:
+        raise Failure(f"not saving checkpoint {path.name}: the model has {len(bad)} tensors with NaN/inf "
+                      f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the checkpoints saved before are "
+                      f"intact: continue from the last of them with --resume {path.parent} and a lower --lr")
     try:
         with atomic_write(path, "wb") as f:
             torch.save(state, f)
@@ -125,14 +143,22 @@ def find_latest_valid_checkpoint(folder: str | os.PathLike,
                                  map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in ``folder`` that loads, with its contents; None if there is none.
 
-    A newest file that is truncated or unreadable (a crash during a copy, a full disk) is
-    reported with a warning and the previous one is used.
+    A newest file that is truncated or unreadable (a crash during a copy, a full disk), or whose
+    model holds NaN/inf (``nonfinite_tensors``), is reported with a warning and the previous one
+    is used.
     """
     for path in reversed(list_checkpoints(folder)):
         try:
-            return path, load_checkpoint(path, map_location)
+            ckpt = load_checkpoint(path, map_location)
         except UserError as e:
             log.warning("skipping checkpoint: %s", e)
+            continue
+        bad = nonfinite_tensors(ckpt.get("model"))
+        if bad:
+            log.warning("skipping checkpoint %s: %d model tensors hold NaN/inf (%s); using an older one",
+                        path, len(bad), ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else ""))
+            continue
+        return path, ckpt
     return None
 
 

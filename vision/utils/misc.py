@@ -287,3 +287,17 @@ def freeze_net_layers(net: Any) -> None:
     """Upstream's: stop gradients for every parameter of ``net`` (an ``nn.Module``)."""
     for p in net.parameters():
         p.requires_grad_(False)
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """``worker_init_fn`` of every DataLoader: workers ignore SIGINT and SIGTERM.
+
+    ``timeout``, SLURM, container stops and a terminal's Ctrl-C signal the whole process group.
+    PyTorch gives each worker a SIGTERM handler that kills it (before ``worker_init_fn`` runs,
+    so this replaces it), and the main process then dies of "DataLoader worker ... is killed by
+    signal". Workers must keep working instead: the main process decides (finishes its step,
+    saves, exits 0) and shuts them down; a worker whose parent is gone exits by itself.
+    """
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
