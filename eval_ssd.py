@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.evaluation import voc as voc_eval
     from vision.evaluation.detection import default_workers, detect_dataset
     from vision.evaluation.evaluate import compute_metrics, make_predictor
-    from vision.utils.scripts import load_model, select_device
+    from vision.cli.models import load_model, select_device
 
     device = select_device(args.use_cuda)
     model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,

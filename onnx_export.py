@@ -221,13 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.datasets.image_io import load_image_rgb
     from vision.ssd.registry import canonical_name
     from vision.ssd.data_preprocessing import PredictionTransform
-    from vision.utils.scripts import build_model, read_model_info
+    from vision.cli.models import build_model, read_model_info
 
     model_path, labels = resolve_paths(args)
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
     if net_arg is None and info.net_name is None:
-        from vision.utils.model_io import guess_net_name
+        from vision.ssd.registry import guess_net_name
 
         net_arg = guess_net_name(info.state_dict, args.mb2_width_mult) or "mb1-ssd"
         log.info("%s does not say which net it is; %s", info.path,

@@ -175,7 +175,7 @@ def make_predictor(args: argparse.Namespace, model: str | None, labels: str):
         log.info("running %s with ONNX Runtime (%d px)", onnx_path, predictor.size)
         return predictor, class_names
     from vision.ssd.registry import create_predictor
-    from vision.utils.scripts import load_model
+    from vision.cli.models import load_model
 
     loaded = load_model(model, net_name=net_name, label_file=labels, resolution=args.resolution,
                         width_mult=args.mb2_width_mult, is_test=True, device="cpu")

@@ -38,11 +38,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.datasets.collation import collate_padded
-from vision.nn.multibox_loss import MultiboxLoss
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
-from vision.ssd.matching import BatchedMatcher, MatchPrior
+from vision.ssd.config.base import build_criterion, build_matcher
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
 from vision.training import distributed
+from vision.training.compute import compile_or_eager, use_channels_last
 from vision.training.data import (EpochLoader, ReseededTransform, batches_per_epoch, build_loader,
                                   seed_everything)
 from vision.training.dataset_folders import DATASET_TYPES, open_dataset
@@ -52,20 +52,19 @@ from vision.training.resume import merge_resume_args
 from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
                                         project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
-from vision.utils.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
+from vision.training.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, prune_checkpoints,
                                      remove_stale_temp_files_in, restore_rng_state, save_checkpoint)
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_float,
                                positive_float, positive_int, run_main, setup_logging,
                                str2bool, unit_float)
-from vision.utils.model_io import infer_num_classes, load_net_weights, load_state_dict_file
-from vision.utils.scripts import parse_device
+from vision.ssd.model_io import infer_num_classes, load_net_weights
+from vision.utils.model_io import load_state_dict_file
+from vision.cli.models import parse_device
 
 log = logging.getLogger("train_ssd")
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-MATCH_IOU = 0.5      # prior matching IoU (upstream); the config's iou_threshold is for NMS
-NEG_POS_RATIO = 3    # hard negatives per positive
 
 
 # ----------------------------------------------------------------------------------- arguments
@@ -328,8 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_everything(args.seed)
     cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult)
     per_sample = args.matcher == "per-sample"
-    target_transform = (MatchPrior(cfg.priors, cfg.center_variance, cfg.size_variance, MATCH_IOU)
-                        if per_sample else None)
+    target_transform = build_matcher(cfg) if per_sample else None
     collate = default_collate if per_sample else collate_padded
     train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
@@ -416,10 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             net, device_ids=[device.index] if device.type == "cuda" else None)
     if args.compile:
         model = compile_or_eager(model)
-    matcher = None if per_sample else BatchedMatcher(cfg.priors, cfg.center_variance, cfg.size_variance,
-                                                      MATCH_IOU).to(device)
-    criterion = MultiboxLoss(cfg.priors, iou_threshold=MATCH_IOU, neg_pos_ratio=NEG_POS_RATIO,
-                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device)
+    matcher = None if per_sample else build_matcher(cfg, batched=True, device=device)
+    criterion = build_criterion(cfg, device)
     trainer = Trainer(model=model, net=net, criterion=criterion, optimizer=optimizer, schedule=schedule,
                       device=device, matcher=matcher, scaler=scaler, amp_dtype=amp_dtype,
                       grad_clip=args.grad_clip, guard=nonfinite)
@@ -601,25 +597,6 @@ def _tensorboard(folder: Path, args: argparse.Namespace):
     except ImportError as e:
         raise UserError(f"--tensorboard needs the tensorboard package ({e})") from None
     return SummaryWriter(log_dir=str(folder / "tensorboard"))
-
-
-def use_channels_last(memory_format: str, device: torch.device, amp: bool = False) -> bool:
-    """``--memory-format``: ``auto`` is channels_last for fp32 training on the CPU, where oneDNN's
-    convolutions want it (1.3-1.7x faster steps, bench/README.md "Training"), and contiguous
-    elsewhere: with bf16 autocast on the CPU, channels_last made mb1-ssd-lite diverge to NaN
-    (non-finite weight gradients of a depthwise convolution on a 1x1 map; contiguous is fine)."""
-    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu" and not amp)
-
-
-def compile_or_eager(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` where it works; errors at compile time fall back to eager execution."""
-    try:
-        import torch._dynamo
-        torch._dynamo.config.suppress_errors = True
-        return torch.compile(model)
-    except Exception as e:  # no compiler toolchain, unsupported platform or Python
-        log.warning("--compile: torch.compile unavailable (%s); running eagerly", str(e).splitlines()[0])
-        return model
 
 
 if __name__ == "__main__":

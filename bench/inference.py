@@ -15,7 +15,7 @@ share the cores).
 Backends (``BACKENDS``):
 
 - ``eager``: the net as built, ``torch.inference_mode``;
-- ``fold``: Conv+BN folded (``vision.utils.fuse.fold_batch_norm``);
+- ``fold``: Conv+BN folded (``vision.ssd.fuse.fold_batch_norm``);
 - ``fold-cl``: folded and in ``channels_last`` memory format (input too);
 - ``ort``: exported with onnx_export.py's own ``export_bytes`` (opset 11, static
   batch 1, the file detectNet gets) to a temporary file, run by an ONNX Runtime
@@ -55,7 +55,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.ssd import registry  # noqa: E402
-from vision.utils.fuse import fold_batch_norm  # noqa: E402
+from vision.ssd.fuse import fold_batch_norm  # noqa: E402
 from vision.utils.misc import add_log_level_arg, positive_int, run_main, setup_logging  # noqa: E402
 
 log = logging.getLogger("bench.inference")

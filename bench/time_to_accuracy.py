@@ -105,8 +105,8 @@ def evaluate_run(folder: Path, val_root: Path, workers: int) -> dict[str, Any]:
     from vision.datasets.coco_dataset import COCODataset
     from vision.evaluation import evaluate
     from vision.ssd.registry import create_net
-    from vision.utils.checkpoint import find_latest_valid_checkpoint
-    from vision.utils.model_io import load_net_weights
+    from vision.training.checkpoint import find_latest_valid_checkpoint
+    from vision.ssd.model_io import load_net_weights
 
     found = find_latest_valid_checkpoint(folder)
     if found is None:

@@ -69,10 +69,10 @@ from torch.utils.data import ConcatDataset, default_collate  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.datasets.collation import collate_padded  # noqa: E402
-from vision.nn.multibox_loss import MultiboxLoss  # noqa: E402
 from vision.ssd.data_preprocessing import TrainAugmentation  # noqa: E402
-from vision.ssd.matching import BatchedMatcher, MatchPrior  # noqa: E402
+from vision.ssd.config.base import build_criterion, build_matcher  # noqa: E402
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net  # noqa: E402
+from vision.training.compute import compile_or_eager, use_channels_last  # noqa: E402
 from vision.training.data import ReseededTransform, build_loader  # noqa: E402
 from vision.training.dataset_folders import open_dataset  # noqa: E402
 from vision.training.loop import Trainer  # noqa: E402
@@ -80,13 +80,10 @@ from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups  # n
 from vision.training.schedule import StepLRSchedule  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
                                positive_float, positive_int, run_main, setup_logging)
-from vision.utils.scripts import parse_device  # noqa: E402
-from train_ssd import compile_or_eager, use_channels_last  # noqa: E402  (the script's own choices)
+from vision.cli.models import parse_device  # noqa: E402
 
 log = logging.getLogger("bench.train")
 
-MATCH_IOU = 0.5  # as train_ssd.py
-NEG_POS_RATIO = 3
 STEPS_PER_EPOCH = 10**6  # keeps the learning-rate schedule flat during the benchmark
 
 
@@ -149,9 +146,8 @@ def make_trainer(net_name: str, num_classes: int, args: argparse.Namespace, devi
     model: torch.nn.Module = net
     if cs.compile:
         model = compile_or_eager(net)
-    criterion = MultiboxLoss(cfg.priors, iou_threshold=MATCH_IOU, neg_pos_ratio=NEG_POS_RATIO,
-                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device)
-    matcher = BatchedMatcher(cfg.priors, cfg.center_variance, cfg.size_variance, MATCH_IOU).to(device)
+    criterion = build_criterion(cfg, device)
+    matcher = build_matcher(cfg, batched=True, device=device)
     return Trainer(model=model, net=net, criterion=criterion, optimizer=optimizer, schedule=schedule,
                    device=device, matcher=matcher, scaler=scaler, amp_dtype=amp_dtype)
 
@@ -226,8 +222,7 @@ def batch_stream(root: Path, cfg, args: argparse.Namespace, spec: LoaderSpec, de
     of the images repeated (as train_ssd.py concatenates datasets), so no worker restarts while
     measuring, as on a real dataset whose epochs are long."""
     per_sample = spec.matcher == "per-sample"
-    target_transform = (MatchPrior(cfg.priors, cfg.center_variance, cfg.size_variance, MATCH_IOU)
-                        if per_sample else None)
+    target_transform = build_matcher(cfg) if per_sample else None
     transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
     dataset = open_dataset("coco", root, split="train", transform=transform, target_transform=target_transform)
     if len(dataset) < args.batch_size:

@@ -1,4 +1,4 @@
-"""vision.utils.checkpoint: names, atomic save/load, newest-valid fallback, pruning, RNG states."""
+"""vision.training.checkpoint: names, atomic save/load, newest-valid fallback, pruning, RNG states."""
 import os
 import random
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vision.utils.checkpoint import (BEST_NAME, capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
+from vision.training.checkpoint import (BEST_NAME, capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, parse_checkpoint_name,
                                      prune_checkpoints, remove_stale_temp_files_in, restore_rng_state,
                                      save_checkpoint)

@@ -1,4 +1,4 @@
-"""vision.utils.fuse.fold_batch_norm: same outputs (1e-4), no BatchNorm left where one can fold,
+"""vision.ssd.fuse.fold_batch_norm: same outputs (1e-4), no BatchNorm left where one can fold,
 the SSD's taps and the original net untouched."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vision.ssd import registry
-from vision.utils.fuse import count_batch_norms, fold_batch_norm
+from vision.ssd.fuse import count_batch_norms, fold_batch_norm
 
 
 def _randomize_bn(net: nn.Module, seed: int = 0) -> None:

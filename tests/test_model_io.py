@@ -16,7 +16,7 @@ if str(REPO) not in sys.path:
 
 from vision.nn.torchvision_import import _decimate_fc  # noqa: E402
 from vision.ssd import registry  # noqa: E402
-from vision.utils import model_io  # noqa: E402
+from vision.ssd import model_io  # noqa: E402
 from vision.utils.misc import UserError  # noqa: E402
 
 RES = 160  # weights do not depend on the resolution; small inputs keep the tests fast
@@ -168,13 +168,13 @@ def test_old_files_without_bn_counters_load(tmp_path):
 @pytest.mark.parametrize("name", registry.CANONICAL_NAMES)
 def test_guess_net_name_and_classes(name):
     sd = meta_net(name, 7).state_dict()
-    assert model_io.guess_net_name(sd) == name
+    assert registry.guess_net_name(sd) == name
     assert model_io.infer_num_classes(sd) == 7
 
 
 def test_guess_unknown():
     sd = {"fc.weight": torch.zeros(2, 3)}
-    assert model_io.guess_net_name(sd) is None and model_io.infer_num_classes(sd) is None
+    assert registry.guess_net_name(sd) is None and model_io.infer_num_classes(sd) is None
     assert "unknown net" in model_io.describe_weights(sd)
 
 

@@ -58,7 +58,7 @@ def run_inprocess(argv, capsys):
 
 
 def checkpoints(folder):
-    from vision.utils.checkpoint import list_checkpoints
+    from vision.training.checkpoint import list_checkpoints
     return list_checkpoints(folder)
 
 
@@ -496,7 +496,7 @@ def test_ctrl_c_to_the_process_group_with_workers_stops_once_and_saves(data, tmp
 
 
 def test_memory_format_rule():
-    from train_ssd import use_channels_last
+    from vision.training.compute import use_channels_last
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_channels_last("auto", cpu) and not use_channels_last("auto", cpu, amp=True)

@@ -52,7 +52,7 @@ def train(*args, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def checkpoints(folder: Path) -> list[Path]:
-    from vision.utils.checkpoint import list_checkpoints
+    from vision.training.checkpoint import list_checkpoints
     return list_checkpoints(folder)
 
 

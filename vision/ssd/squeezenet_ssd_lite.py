@@ -4,11 +4,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..nn.squeezenet import squeezenet1_1
+from .config import squeezenet_ssd_config as CONFIG
 from .heads import conv_extra, make_headers
-from .registry import create_upstream_predictor
+from .predictor import create_upstream_predictor
 from .ssd import SSD, configure
 
-CONFIG_MODULE = "squeezenet_ssd_config"
 SOURCE_LAYER_INDEXES = (12,)  # before the last Fire module: 512 ch, stride 16
 # extras: (in, 1x1 mid, out, stride, padding)
 EXTRAS = ((512, 256, 512, 2, 2), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1),
@@ -24,8 +24,8 @@ def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False, *,
     cls, reg = make_headers(num_classes, HEAD_CHANNELS, (6,) * 6, HEAD_KINDS)
     net = SSD(num_classes, squeezenet1_1().features, SOURCE_LAYER_INDEXES, extras, cls, reg,
               is_test=is_test, net_name="sq-ssd-lite", arch="squeezenet1_1")
-    return configure(net, CONFIG_MODULE, image_size)
+    return configure(net, CONFIG.make_config, image_size)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_squeezenet_ssd_lite_predictor = create_upstream_predictor

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from vision.utils.checkpoint import BEST_NAME, link_best
+from vision.training.checkpoint import BEST_NAME, link_best
 from vision.utils.labels import write_labels
 from vision.utils.misc import Failure, UserError, atomic_write, atomic_write_json, read_json
 
