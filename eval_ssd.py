@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, float_range, int_range,
-                               positive_int, run_main, setup_logging, str2bool, unit_float)
+from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
+                             choose_device)
+from vision.training.dataset_folders import DATASET_TYPES, open_dataset
+from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
+                               setup_logging, str2bool, unit_float)
 
 log = logging.getLogger("eval_ssd")
-
-DATASET_TYPES = ("voc", "open_images", "coco")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network name (e.g. mb1-ssd, mb2-ssd-lite, vgg16-ssd); default: what the checkpoint says")
     m.add_argument("--label_file", "--label-file", "--labels", dest="label_file", default=None,
                    help="labels file, one class a line, BACKGROUND first (default: the checkpoint's class names)")
-    m.add_argument("--mb2_width_mult", "--mb2-width-mult", dest="mb2_width_mult", type=float_range(0, 4),
-                   default=None, help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
-    m.add_argument("--resolution", type=int_range(64, 2048), default=None,
-                   help="input size in pixels, square (default: the checkpoint's, else 300)")
+    add_width_mult_arg(m)
+    add_resolution_arg(m)
     d = p.add_argument_group("data")
-    d.add_argument("--dataset_type", "--dataset-type", dest="dataset_type", default=None, type=str.lower,
-                   choices=DATASET_TYPES, help="dataset format (default: the checkpoint's training setting, else voc)")
+    add_dataset_type_arg(d, None, "dataset format (default: the checkpoint's training setting, else voc)")
     d.add_argument("--dataset", "--data", dest="dataset", default=None,
                    help="dataset root (VOC: the folder with Annotations/ JPEGImages/ ImageSets/; "
                         "COCO: the folder with annotations/ val2017/ test2017/); default: the checkpoint's "
@@ -72,8 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None,
                    help="algorithm name in COCO result file names (default: the net name)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--use_cuda", "--use-cuda", dest="use_cuda", type=str2bool, default=True,
-                   help="use the GPU when there is one (default true)")
+    add_device_args(r)
     r.add_argument("--batch-size", "--batch_size", "-b", dest="batch_size", type=int_range(1, 65536), default=8,
                    help="images per forward pass (default 8)")
     r.add_argument("--workers", "--num-workers", "--num_workers", "-j", dest="workers", type=int_range(0, 512),
@@ -89,24 +86,14 @@ def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
     root = Path(args.dataset)
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
-    if args.dataset_type == "coco":
-        if args.split == "test-dev":
-            from vision.evaluation.coco import CocoImageList
+    if args.dataset_type == "coco" and args.split == "test-dev":
+        from vision.evaluation.coco import CocoImageList
 
-            info = root / "annotations" / "image_info_test-dev2017.json"
-            return CocoImageList(info, root / "test2017", class_names)
-        from vision.datasets.coco_dataset import COCODataset
-
-        return COCODataset(root, dataset_type="val")
+        info = root / "annotations" / "image_info_test-dev2017.json"
+        return CocoImageList(info, root / "test2017", class_names)
     if args.split != "val":
         raise UserError("--split test-dev is for COCO only")
-    if args.dataset_type == "voc":
-        from vision.datasets.voc_dataset import VOCDataset
-
-        return VOCDataset(root, is_test=True, label_file=args.label_file)
-    from vision.datasets.open_images import OpenImagesDataset
-
-    return OpenImagesDataset(root, dataset_type="test")
+    return open_dataset(args.dataset_type, root, split="val", label_file=args.label_file)
 
 
 def fill_dataset_args(args: argparse.Namespace, train_args: dict) -> None:
@@ -169,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.evaluation import voc as voc_eval
     from vision.evaluation.detection import default_workers, detect_dataset
     from vision.evaluation.evaluate import compute_metrics, make_predictor
-    from vision.cli.models import load_model, select_device
+    from vision.cli.models import load_model
 
-    device = select_device(args.use_cuda)
+    device = choose_device(args.device, args.use_cuda)
     model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,
                        resolution=args.resolution, width_mult=args.mb2_width_mult, is_test=True, device=device)
     fill_dataset_args(args, model.info.train_args)

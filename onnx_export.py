@@ -24,8 +24,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, float_range, int_range,
-                               run_main, setup_logging)
+from vision.cli.args import add_resolution_arg, add_width_mult_arg, resolution_type
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
+                               setup_logging)
 
 log = logging.getLogger("onnx_export")
 
@@ -53,18 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "labels.txt is (re)written beside the ONNX file for detectnet")
     p.add_argument("--model-dir", "--model_dir", dest="model_dir", default=None,
                    help="training output folder: where --input, --labels and --output are looked up by default")
-    p.add_argument("--resolution", type=int_range(64, 2048), default=None,
-                   help="square input size N (NxN); default: the checkpoint's, else 300. Priors are rebuilt for it")
-    p.add_argument("--width", type=int_range(64, 2048), default=None, help="input width (must equal height)")
-    p.add_argument("--height", type=int_range(64, 2048), default=None, help="input height (must equal width)")
+    add_resolution_arg(p, help="square input size N (NxN); default: the checkpoint's, else 300. Priors are rebuilt "
+                               "for it")
+    p.add_argument("--width", type=resolution_type, default=None, help="input width (must equal height)")
+    p.add_argument("--height", type=resolution_type, default=None, help="input height (must equal width)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int_range(1, 256), default=1,
                    help="static batch size of the graph (default 1, what TensorRT/detectNet expects)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension dynamic (not for detectNet, which needs a static batch of 1)")
     p.add_argument("--opset", type=int_range(9, 21), default=11,
                    help="ONNX opset (default 11; TensorRT 8.x on JetPack accepts 11-13)")
-    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
-                   help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    add_width_mult_arg(p)
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image)")
     add_log_level_arg(p)

@@ -21,8 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, float_range,
-                               int_range, positive_int, run_main, setup_logging, unit_float)
+from vision.cli.args import add_resolution_arg, add_width_mult_arg
+from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, positive_int,
+                               run_main, setup_logging, unit_float)
 
 log = logging.getLogger("run_ssd_example")
 
@@ -47,10 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum score of a detection (default 0.4)")
     p.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10,
                    help="at most this many detections per image (default 10)")
-    p.add_argument("--resolution", type=int_range(64, 2048), default=None,
-                   help="input size (default: the checkpoint's or the ONNX model's, else 300)")
-    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
-                   help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    add_resolution_arg(p, help="input size (default: the checkpoint's or the ONNX model's, else 300)")
+    add_width_mult_arg(p)
     p.add_argument("--nms-method", "--nms_method", dest="nms_method", choices=["hard", "soft"], default="hard",
                    help="non-maximum suppression (default hard)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None,
@@ -174,7 +173,7 @@ def make_predictor(args: argparse.Namespace, model: str | None, labels: str):
                             f"at {predictor.size} px has {cfg.num_priors}: is it a {net_name} model?")
         log.info("running %s with ONNX Runtime (%d px)", onnx_path, predictor.size)
         return predictor, class_names
-    from vision.ssd.registry import create_predictor
+    from vision.ssd.predictor import create_predictor
     from vision.cli.models import load_model
 
     loaded = load_model(model, net_name=net_name, label_file=labels, resolution=args.resolution,

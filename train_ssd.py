@@ -37,6 +37,8 @@ from torch.utils.data import ConcatDataset, default_collate
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
+                             choose_device)
 from vision.datasets.collation import collate_padded
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.config.base import build_criterion, build_matcher
@@ -45,7 +47,7 @@ from vision.training import distributed
 from vision.training.compute import compile_or_eager, use_channels_last
 from vision.training.data import (EpochLoader, ReseededTransform, batches_per_epoch, build_loader,
                                   seed_everything)
-from vision.training.dataset_folders import DATASET_TYPES, open_dataset
+from vision.training.dataset_folders import open_dataset
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
 from vision.training.resume import merge_resume_args
@@ -55,12 +57,11 @@ from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.training.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, prune_checkpoints,
                                      remove_stale_temp_files_in, restore_rng_state, save_checkpoint)
-from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_float,
+from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, non_negative_float,
                                positive_float, positive_int, run_main, setup_logging,
                                str2bool, unit_float)
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.utils.model_io import load_state_dict_file
-from vision.cli.models import parse_device
 
 log = logging.getLogger("train_ssd")
 
@@ -68,17 +69,6 @@ MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 # ----------------------------------------------------------------------------------- arguments
-def _bounded_float(lo: float, hi: float, lo_open: bool = True, hi_open: bool = False):
-    def parse(s: str) -> float:
-        v = positive_float(s) if lo_open and lo == 0 else non_negative_float(s)
-        if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
-            raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo}, {hi}"
-                                             f"{')' if hi_open else ']'}, got {s}")
-        return v
-    parse.__name__ = "float"
-    return parse
-
-
 def _milestones(s: str) -> list[int]:
     """``"80,100"`` (upstream's form) -> [80, 100]."""
     try:
@@ -113,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset-type", "--dataset_type", default="coco", choices=DATASET_TYPES,
-                   help="dataset format")
+    add_dataset_type_arg(g)
     g.add_argument("--datasets", "--data", nargs="+", default=["coco-data"], metavar="DIR",
                    help="dataset folder(s); several are concatenated (same classes). COCO: DIR/annotations/"
                         "instances_train2017.json + DIR/train2017")
@@ -133,10 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("network")
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
-    g.add_argument("--resolution", type=int_range(64, 2048), default=300,
-                   help="input size in pixels (square); priors are rebuilt for it")
-    g.add_argument("--mb2-width-mult", "--mb2_width_mult", type=_bounded_float(0, 4), default=1.0,
-                   help="width multiplier of mb2-ssd-lite")
+    add_resolution_arg(g, 300, "input size in pixels (square); priors are rebuilt for it")
+    add_width_mult_arg(g, 1.0, "width multiplier of mb2-ssd-lite")
     g.add_argument("--freeze-base-net", "--freeze_base_net", action="store_true", help="freeze the backbone")
     g.add_argument("--freeze-net", "--freeze_net", action="store_true",
                    help="freeze everything except the prediction heads")
@@ -165,20 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("optimizer")
     g.add_argument("--optimizer", "--optim-choose", "--optim", dest="optimizer", type=str.lower,
                    choices=OPTIMIZERS, default="adam", help="optimizer")
-    g.add_argument("--lr", "--learning-rate", type=_bounded_float(0, 10), default=1e-3,
+    g.add_argument("--lr", "--learning-rate", type=float_range(0, 10), default=1e-3,
                    help="learning rate (of the heads; see --base-net-lr, --extra-layers-lr)")
-    g.add_argument("--base-net-lr", "--base_net_lr", type=_bounded_float(0, 10), default=None,
+    g.add_argument("--base-net-lr", "--base_net_lr", type=float_range(0, 10), default=None,
                    help="backbone learning rate (None: --lr)")
-    g.add_argument("--extra-layers-lr", "--extra_layers_lr", type=_bounded_float(0, 10), default=None,
+    g.add_argument("--extra-layers-lr", "--extra_layers_lr", type=float_range(0, 10), default=None,
                    help="extra layers' learning rate (None: --lr)")
     g.add_argument("--momentum", type=unit_float, default=0.9, help="SGD momentum")
     g.add_argument("--dampening", type=unit_float, default=0.0, help="SGD dampening")
     g.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
-    g.add_argument("--weight-decay", "--weight_decay", type=_bounded_float(0, 1, lo_open=False), default=0.0,
+    g.add_argument("--weight-decay", "--weight_decay", type=float_range(0, 1, lo_open=False), default=0.0,
                    help="weight decay")
-    g.add_argument("--betas", nargs=2, type=_bounded_float(0, 1, lo_open=False, hi_open=True),
+    g.add_argument("--betas", nargs=2, type=float_range(0, 1, lo_open=False, hi_open=True),
                    default=[0.9, 0.999], metavar=("B1", "B2"), help="Adam/AdamW betas")
-    g.add_argument("--eps", type=_bounded_float(0, 1), default=1e-8, help="Adam/AdamW epsilon")
+    g.add_argument("--eps", type=float_range(0, 1), default=1e-8, help="Adam/AdamW epsilon")
     g.add_argument("--amsgrad", action="store_true", help="Adam/AdamW: AMSGrad variant")
     g.add_argument("--grad-clip", type=positive_float, default=None, metavar="NORM",
                    help="clip the gradient norm to NORM")
@@ -188,12 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate schedule (updated every step)")
     g.add_argument("--milestones", type=_milestones, default=[80, 100], metavar="E1,E2",
                    help="multi-step: epochs at which the rate is multiplied by --gamma")
-    g.add_argument("--gamma", type=_bounded_float(0, 1), default=0.1, help="multi-step decay factor")
-    g.add_argument("--t-max", "--t_max", type=_bounded_float(0, 1e6), default=100.0,
+    g.add_argument("--gamma", type=float_range(0, 1), default=0.1, help="multi-step decay factor")
+    g.add_argument("--t-max", "--t_max", type=float_range(0, 1e6), default=100.0,
                    help="cosine: epochs of one half period")
-    g.add_argument("--warmup-epochs", type=_bounded_float(0, 1e4, lo_open=False), default=0.0,
+    g.add_argument("--warmup-epochs", type=float_range(0, 1e4, lo_open=False), default=0.0,
                    help="linear warm-up length in epochs (fractions allowed)")
-    g.add_argument("--warmup-factor", type=_bounded_float(0, 1), default=0.001,
+    g.add_argument("--warmup-factor", type=float_range(0, 1), default=0.001,
                    help="learning rate factor at the start of the warm-up")
 
     g = p.add_argument_group("training")
@@ -209,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compute mAP when validating (COCO mAP@[.5:.95] and AP50; VOC mAP)")
     g.add_argument("--debug-steps", "--debug_steps", type=positive_int, default=10,
                    help="log running losses every N steps")
-    g.add_argument("--use-cuda", "--use_cuda", type=str2bool, default=True, help="use CUDA when available")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (overrides --use-cuda)")
+    add_device_args(g)
     g.add_argument("--amp", action="store_true",
                    help="mixed precision: fp16 + gradient scaling on CUDA, bf16 on CPU")
     g.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
@@ -252,10 +238,7 @@ def resolve_paths(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def pick_device(args: argparse.Namespace, info: distributed.DistInfo) -> torch.device:
-    if args.device:
-        device = parse_device(args.device)
-    else:
-        device = torch.device("cuda" if args.use_cuda and torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device, args.use_cuda)
     if device.type == "cuda" and (info.enabled or device.index is None):
         device = torch.device("cuda", info.local_rank if info.enabled else 0)
     return device

@@ -54,6 +54,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vision.cli.args import add_resolution_arg  # noqa: E402
 from vision.ssd import registry  # noqa: E402
 from vision.ssd.fuse import fold_batch_norm  # noqa: E402
 from vision.utils.misc import add_log_level_arg, positive_int, run_main, setup_logging  # noqa: E402
@@ -270,8 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=positive_int, default=20,
                         help="timed rounds; the median is reported (default: 20)")
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed calls per net first (default: 3)")
-    parser.add_argument("--resolution", type=positive_int, default=300,
-                        help="input size in pixels for our nets (default: 300; torchvision's runs at 320)")
+    add_resolution_arg(parser, 300, "input size in pixels for our nets (default: 300; torchvision's runs at 320)")
     parser.add_argument("--num-classes", type=positive_int, default=21,
                         help="classes incl. BACKGROUND (default: 21, VOC)")
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,

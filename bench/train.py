@@ -80,7 +80,7 @@ from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups  # n
 from vision.training.schedule import StepLRSchedule  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
                                positive_float, positive_int, run_main, setup_logging)
-from vision.cli.models import parse_device  # noqa: E402
+from vision.cli.args import add_resolution_arg, choose_device  # noqa: E402
 
 log = logging.getLogger("bench.train")
 
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--nets", nargs="+", type=str.lower, default=["mb2-ssd-lite", "mb1-ssd"], metavar="NET",
                    help=f"nets to measure, of: {', '.join(NET_NAMES)}")
-    p.add_argument("--resolution", type=int_range(64, 2048), default=300, help="net input size in pixels")
+    add_resolution_arg(p, 300, "net input size in pixels")
     p.add_argument("--batch-size", type=int_range(2, 4096), default=16, help="images per step")
     p.add_argument("--workers", nargs="*", type=non_negative_int, default=[0, 2],
                    help="DataLoader worker counts to measure with train_ssd.py's loader (0: load in the main "
@@ -517,10 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("--keep-freed-memory: not glibc; the allocator is unchanged")
     threads = args.threads or cpu_count()
     torch.set_num_threads(threads)
-    if args.device:
-        device = parse_device(args.device)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     log.info("torch %s, %s, %d threads, device %s, OMP_WAIT_POLICY %s, load average %.2f", torch.__version__,

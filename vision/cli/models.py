@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from vision.cli.args import MAX_RESOLUTION, MAX_WIDTH_MULT, MIN_RESOLUTION
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, guess_net_name
 from vision.training.checkpoint import BEST_NAME
@@ -29,9 +30,6 @@ from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger(__name__)
 
-# What a model file may say about itself (the scripts' --resolution / --mb2-width-mult bounds)
-MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
-MAX_WIDTH_MULT = 4.0
 ARGS_NAMES = ("args.json", "training_args.json")
 _LOSS_RE = re.compile(r"^(?P<net>.+)-Epoch-(?P<epoch>\d+)-Loss-(?P<loss>.+)\.pth$")
 
@@ -236,25 +234,3 @@ def build_model(info: ModelInfo, *, net_name: str | None = None, label_file: str
              f", width x{wm:g}" if wm != 1.0 else "")
     return LoadedModel(net=net, net_name=name, class_names=class_names, resolution=res, width_mult=wm,
                        path=info.path, info=info)
-
-
-def select_device(use_cuda: bool) -> torch.device:
-    """``cuda:0`` when asked for and available, else CPU (with a note when CUDA was asked for)."""
-    if use_cuda and torch.cuda.is_available():
-        return torch.device("cuda:0")
-    if use_cuda:
-        log.debug("CUDA not available; running on CPU")
-    return torch.device("cpu")
-
-
-def parse_device(spec: str, flag: str = "--device") -> torch.device:
-    """A ``--device`` value (``cpu``, ``cuda``, ``cuda:N``) as a device this machine has; UserError otherwise."""
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UserError(f"{flag} {spec!r}: expected cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"{flag} {spec}: only cpu and cuda are supported")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{flag} {spec}: CUDA is not available on this machine")
-    return device

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from vision.datasets import COCODataset, OpenImagesDataset, VOCDataset
 from vision.utils.misc import UserError
-
-DATASET_TYPES = ("coco", "voc", "open_images")
-
 
 def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str) -> None:
     """Fail fast, with a one-line ``UserError``, on a missing folder or COCO annotation file.
@@ -33,30 +32,43 @@ def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str)
             raise UserError(f"COCO image folder not found: {images}")
 
 
+def _coco(root: str, train: bool, **kw: Any) -> Dataset:
+    return COCODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
+                       dataset_type="train" if train else "val", keep_empty=kw["keep_empty"])
+
+
+def _voc(root: str, train: bool, **kw: Any) -> Dataset:
+    return VOCDataset(root, transform=kw["transform"], target_transform=kw["target_transform"], is_test=not train,
+                      label_file=kw["label_file"])
+
+
+def _open_images(root: str, train: bool, **kw: Any) -> Dataset:
+    return OpenImagesDataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
+                             dataset_type="train" if train else "test", balance_data=kw["balance_data"] and train)
+
+
+# --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=);
+# a new format is one row here
+OPENERS: dict[str, Callable[..., Dataset]] = {"coco": _coco, "voc": _voc, "open_images": _open_images}
+DATASET_TYPES: tuple[str, ...] = tuple(OPENERS)
+
+
 def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, transform=None,
-                 target_transform=None, balance_data: bool = False, keep_empty: bool = True) -> Dataset:
-    """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``).
+                 target_transform=None, balance_data: bool = False, keep_empty: bool = True,
+                 label_file: str | os.PathLike | None = None) -> Dataset:
+    """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``), for training and evaluation.
 
     Validation splits follow upstream: COCO ``val2017``, VOC's test list (``is_test``), Open
-    Images ``test``. An empty dataset is a ``UserError``.
+    Images ``test``. ``label_file`` is VOC's class list (default: its labels.txt or the 20 VOC
+    classes). An empty dataset is a ``UserError``.
     """
-    from vision.datasets import COCODataset, OpenImagesDataset, VOCDataset
-
+    opener = OPENERS.get(dataset_type)
+    if opener is None:
+        raise UserError(f"unknown dataset type {dataset_type!r}; expected one of {', '.join(DATASET_TYPES)}")
     check_dataset_folder(dataset_type, root, split)
-    root = str(root)
-    train = split == "train"
     try:
-        if dataset_type == "coco":
-            ds = COCODataset(root, transform=transform, target_transform=target_transform,
-                             dataset_type="train" if train else "val", keep_empty=keep_empty)
-        elif dataset_type == "voc":
-            ds = VOCDataset(root, transform=transform, target_transform=target_transform, is_test=not train)
-        elif dataset_type == "open_images":
-            ds = OpenImagesDataset(root, transform=transform, target_transform=target_transform,
-                                   dataset_type="train" if train else "test",
-                                   balance_data=balance_data and train)
-        else:
-            raise UserError(f"unknown dataset type {dataset_type!r}; expected one of {', '.join(DATASET_TYPES)}")
+        ds = opener(str(root), split == "train", transform=transform, target_transform=target_transform,
+                    keep_empty=keep_empty, balance_data=balance_data, label_file=label_file)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
     if len(ds) == 0:
