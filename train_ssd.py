@@ -103,7 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an SSD object detector (COCO, VOC or Open Images). The checkpoint folder "
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)
-    g = p.add_argument_group("data")
+    _add_data_args(p.add_argument_group("data"))
+    _add_network_args(p.add_argument_group("network"))
+    _add_checkpoint_args(p.add_argument_group("checkpoints"))
+    _add_optimizer_args(p.add_argument_group("optimizer"))
+    _add_schedule_args(p.add_argument_group("learning rate schedule"))
+    _add_training_args(p.add_argument_group("training"))
+    add_log_level_arg(p)
+    return p
+
+
+def _add_data_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "data": the datasets and how they are read."""
     add_dataset_type_arg(g)
     g.add_argument("--datasets", "--data", nargs="+", default=["coco-data"], metavar="DIR",
                    help="dataset folder(s); several are concatenated (same classes). COCO: DIR/annotations/"
@@ -121,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
 
-    g = p.add_argument_group("network")
+
+def _add_network_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "network": which net and its initial weights."""
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
     add_resolution_arg(g, 300, "input size in pixels (square); priors are rebuilt for it")
     add_width_mult_arg(g, 1.0, "width multiplier of mb2-ssd-lite")
@@ -138,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU (oneDNN); auto = channels_last on a CPU without --amp, contiguous otherwise (on a CPU, "
                         "bf16 autocast with channels_last made training diverge to NaN)")
 
-    g = p.add_argument_group("checkpoints")
+
+def _add_checkpoint_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "checkpoints": where the run is saved and resumed from."""
     g.add_argument("--checkpoint-folder", "--model-dir", "--checkpoint_folder", default="models/",
                    metavar="DIR", help="where the run is written")
     g.add_argument("--resume", default=None, metavar="FOLDER_OR_PTH",
@@ -150,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep-checkpoints", type=positive_int, default=None, metavar="N",
                    help="keep only the newest N epoch checkpoints (plus the best; None: keep all)")
 
-    g = p.add_argument_group("optimizer")
+
+def _add_optimizer_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "optimizer": the optimizer and its learning rates."""
     g.add_argument("--optimizer", "--optim-choose", "--optim", dest="optimizer", type=str.lower,
                    choices=OPTIMIZERS, default="adam", help="optimizer")
     g.add_argument("--lr", "--learning-rate", type=float_range(0, 10), default=1e-3,
@@ -171,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grad-clip", type=positive_float, default=None, metavar="NORM",
                    help="clip the gradient norm to NORM")
 
-    g = p.add_argument_group("learning rate schedule")
+
+def _add_schedule_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "learning rate schedule": how the learning rate changes over the epochs."""
     g.add_argument("--scheduler", type=str.lower, choices=SCHEDULERS, default="cosine",
                    help="learning rate schedule (updated every step)")
     g.add_argument("--milestones", type=_milestones, default=[80, 100], metavar="E1,E2",
@@ -184,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-factor", type=float_range(0, 1), default=0.001,
                    help="learning rate factor at the start of the warm-up")
 
-    g = p.add_argument_group("training")
+
+def _add_training_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "training": epochs, batches, validation, device and other runtime knobs."""
     g.add_argument("--batch-size", "--batch_size", type=int_range(1, 65536), default=4, help="images per step "
                                                                                               "(per process)")
     g.add_argument("--epochs", "--num-epochs", "--num_epochs", dest="num_epochs", type=int_range(1, 1_000_000),
@@ -203,8 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
                    help="random seed (None: drawn once and saved in args.json, so --resume stays exact)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to FOLDER/tensorboard")
-    add_log_level_arg(p)
-    return p
 
 
 _UNSET = object()
