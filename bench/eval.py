@@ -59,14 +59,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-# as train_ssd.py (whose --validation-mean-ap runs this same loop): idle OpenMP threads sleep
-# instead of spinning, or the DataLoader workers sharing the 2 cores with the forward's threads
-# stall it (bench/README.md). Set OMP_WAIT_POLICY=ACTIVE in the environment to time spinning.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import common  # noqa: E402  (first: the repository on sys.path)
+
+common.passive_openmp()  # as train_ssd.py, whose --validation-mean-ap runs this same loop
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.datasets.coco_dataset import COCODataset  # noqa: E402
 from vision.datasets.synthetic import generate_coco_dataset  # noqa: E402
@@ -286,7 +284,7 @@ def summarize(nb: NetBench, n_images: int, args: argparse.Namespace, loading: di
         },
         "worker_ms_per_image": {k: round(v, 2) for k, v in loading.items()},
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
+        common.LOAD_KEY: common.load_average(),
         "torch": torch.__version__, "machine": platform.machine(),
     }
     if "cocoeval_s" in rounds[0]:

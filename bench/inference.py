@@ -45,14 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-# as train_ssd.py: idle OpenMP threads sleep instead of spinning. With libgomp's default spinning,
-# a 2-core machine shared with any other process measured 10-30x the latency (see bench/README.md).
-# Set OMP_WAIT_POLICY=ACTIVE in the environment to time spinning threads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import common  # noqa: E402  (first: the repository on sys.path)
+
+common.passive_openmp()
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.cli.args import add_resolution_arg  # noqa: E402
 from vision.ssd import registry  # noqa: E402
@@ -234,7 +232,7 @@ def result_record(case: Case, threads: int, eager_ms: float | None) -> dict:
         "params_m": round(case.params / 1e6, 3),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "ort_spinning": case.ort_spinning,
-        "load_avg_1min": round(os.getloadavg()[0], 2),
+        common.LOAD_KEY: common.load_average(),
         "torch": torch.__version__, "machine": platform.machine(),
     }
 

@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import os
 
+import common  # (first: the repository on sys.path)
+
 _REEXEC = "_BENCH_TRAIN_OMP"  # set when this script re-ran itself under another OpenMP wait policy
 if not os.environ.get(_REEXEC):
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp (as train_ssd.py)
+    common.passive_openmp()  # before torch loads libgomp
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
@@ -66,7 +68,6 @@ from typing import Any, Callable, Iterator, Sequence  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import ConcatDataset, default_collate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.datasets.collation import collate_padded  # noqa: E402
 from vision.ssd.data_preprocessing import TrainAugmentation  # noqa: E402
@@ -85,14 +86,6 @@ from vision.cli.args import add_resolution_arg, choose_device  # noqa: E402
 log = logging.getLogger("bench.train")
 
 STEPS_PER_EPOCH = 10**6  # keeps the learning-rate schedule flat during the benchmark
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (affinity / container aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------- pieces
@@ -387,7 +380,7 @@ def results_of(cases: list[Case], args: argparse.Namespace, device: torch.device
             "first_batch_ms": round(c.first_batch_ms, 1) if c.first_batch_ms is not None else None,
             "cpu_ms_per_image": round(cpu_ms, 2), "worker_cpu_ms_per_image": round(worker_ms, 2),
             "cpu_ratio": round(bound_ms / max(1e-9, cpu_ms + worker_ms), 3),
-            "steps": args.steps, "repeats": args.repeats, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "steps": args.steps, "repeats": args.repeats, common.LOAD_KEY: common.load_average(),
             "malloc": malloc_setting(args), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__,
         })
@@ -515,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vision.utils.allocator import keep_freed_memory
         if not keep_freed_memory():
             log.warning("--keep-freed-memory: not glibc; the allocator is unchanged")
-    threads = args.threads or cpu_count()
+    threads = args.threads or common.cpu_count()
     torch.set_num_threads(threads)
     device = choose_device(args.device)
     if device.type == "cuda":

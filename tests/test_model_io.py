@@ -1,7 +1,6 @@
 """Weight files: safe reading, strict fitting with one-line errors, pretrained backbones."""
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -10,14 +9,9 @@ import torch
 import torchvision
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from vision.nn.torchvision_import import _decimate_fc  # noqa: E402
-from vision.ssd import registry  # noqa: E402
-from vision.ssd import model_io  # noqa: E402
-from vision.utils.misc import UserError  # noqa: E402
+from vision.nn.torchvision_import import _decimate_fc
+from vision.ssd import model_io, registry
+from vision.utils.misc import UserError
 
 RES = 160  # weights do not depend on the resolution; small inputs keep the tests fast
 

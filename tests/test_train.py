@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, run_script
 SCRIPT = str(REPO / "train_ssd.py")
 NET = "mb1-ssd-lite"
 
@@ -42,8 +42,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def train(*args, check=True, timeout=300):
-    r = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                       timeout=timeout, env=ENV)
+    r = run_script("train_ssd.py", *args, timeout=timeout, env=ENV)
     if check and r.returncode != 0:
         raise AssertionError(f"train_ssd.py exited {r.returncode}:\n{r.stderr[-4000:]}")
     return r
