@@ -29,10 +29,10 @@ def run_script(script: str, *args: object, cwd: str | os.PathLike = REPO, timeou
 
 @pytest.fixture(scope="session")
 def tiny_coco(tmp_path_factory) -> Path:
-    """A small synthetic COCO root (8 train / 4 val images of 96x72, fixed format) shared by the session;
-    do not modify it (copy it first)."""
+    """A small synthetic COCO root (8 train / 4 val images of 96x72, as COCO writes it) shared by the
+    session; do not modify it (copy it first)."""
     from vision.datasets.synthetic import generate_coco_dataset
 
     root = tmp_path_factory.mktemp("tiny_coco") / "coco"
-    generate_coco_dataset(root, 8, 4, seed=5, image_size=(96, 72), fixed=True)
+    generate_coco_dataset(root, 8, 4, seed=5, image_size=(96, 72))
     return root
