@@ -71,7 +71,7 @@ from vision.datasets.synthetic import generate_coco_dataset  # noqa: E402
 from vision.evaluation.detection import detect_dataset  # noqa: E402
 from vision.evaluation.evaluate import compute_metrics, make_predictor  # noqa: E402
 from vision.ssd import registry  # noqa: E402
-from vision.utils.allocator import keep_freed_memory  # noqa: E402
+from allocator import keep_freed_memory  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
                                positive_int, run_main, setup_logging, unit_float)
 
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--nms-iou-threshold", type=unit_float, default=0.45, help="NMS IoU (default 0.45)")
     p.add_argument("--no-cocoeval", action="store_true", help="skip timing COCOeval")
     p.add_argument("--keep-freed-memory", action="store_true",
-                   help="first tell glibc malloc to keep freed memory (vision.utils.allocator); compare with a "
+                   help="first tell glibc malloc to keep freed memory (bench/allocator.py); compare with a "
                         "run without it: it is process-wide, so it cannot alternate inside one run")
     p.add_argument("--compare-plain", action="store_true",
                    help="also time each net without make_predictor's inference optimizations (BatchNorm "

@@ -461,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else contiguous)")
     p.add_argument("--compile", action="store_true", help="torch.compile the net in every case")
     p.add_argument("--keep-freed-memory", action="store_true",
-                   help="glibc malloc keeps freed memory (vision.utils.allocator.keep_freed_memory; the effect of "
+                   help="glibc malloc keeps freed memory (bench/allocator.py keep_freed_memory; the effect of "
                         "the MALLOC_*_ environment settings in reference.md)")
     p.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default=None,
                    help="re-run under this OpenMP wait policy (default: the environment's OMP_WAIT_POLICY, else "
@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in args.loader_variants:
         LoaderSpec.parse(v)
     if args.keep_freed_memory:
-        from vision.utils.allocator import keep_freed_memory
+        from allocator import keep_freed_memory
         if not keep_freed_memory():
             log.warning("--keep-freed-memory: not glibc; the allocator is unchanged")
     threads = args.threads or common.cpu_count()

@@ -7,7 +7,6 @@ opens).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
