@@ -180,3 +180,11 @@ def test_the_library_never_imports_a_script():
         for node in _import_nodes(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             assert not any(n.split(".")[0] in scripts for n in names if n and not node.__dict__.get("level")), module
+
+
+def test_upstream_import_paths_still_work():
+    from vision.ssd.matching import MatchPrior as ours
+    from vision.ssd.ssd import MatchPrior  # upstream's train_ssd.py imports it from here
+    from vision.utils import box_utils, measurements, misc  # noqa: F401
+
+    assert MatchPrior is ours
