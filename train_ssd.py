@@ -59,9 +59,8 @@ from vision.training.resume import merge_resume_args
 from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
                                         project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
-from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, non_negative_float,
-                               positive_float, positive_int, run_main, setup_logging,
-                               str2bool, unit_float)
+from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
+                               run_main, setup_logging, unit_float)
 from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger("train_ssd")
