@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, float_range, int_range,
-                               positive_int, run_main, setup_logging, str2bool, unit_float)
+from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
+                             choose_device)
+from vision.training.dataset_folders import DATASET_TYPES, open_dataset
+from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
+                               setup_logging, str2bool, unit_float)
 
 log = logging.getLogger("eval_ssd")
-
-DATASET_TYPES = ("auto", "voc", "open_images", "coco", "yolo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,14 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network name (e.g. mb1-ssd, mb2-ssd-lite, vgg16-ssd); default: what the checkpoint says")
     m.add_argument("--label_file", "--label-file", "--labels", dest="label_file", default=None,
                    help="labels file, one class a line, BACKGROUND first (default: the checkpoint's class names)")
-    m.add_argument("--mb2_width_mult", "--mb2-width-mult", dest="mb2_width_mult", type=float_range(0, 4),
-                   default=None, help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
-    m.add_argument("--resolution", type=int_range(64, 2048), default=None,
-                   help="input size in pixels, square (default: the checkpoint's, else 300)")
+    add_width_mult_arg(m)
+    add_resolution_arg(m)
     d = p.add_argument_group("data")
-    d.add_argument("--dataset_type", "--dataset-type", dest="dataset_type", default=None, type=str.lower,
-                   choices=DATASET_TYPES, help="dataset format (default: the checkpoint's training setting, else auto: recognised "
-                        "from the folder)")
+    add_dataset_type_arg(d, None, "dataset format (default: the checkpoint's training setting, else auto: "
+                                  "recognised from the folder)")
     d.add_argument("--dataset", "--data", dest="dataset", default=None,
                    help="dataset root (VOC: the folder with Annotations/ JPEGImages/ ImageSets/; "
                         "COCO: the folder with annotations/ val2017/ test2017/); default: the checkpoint's "
@@ -85,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="COCO metrics by faster-coco-eval or pycocotools (the reference; same numbers, slower); "
                         "auto: faster-coco-eval when installed (default)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--use_cuda", "--use-cuda", dest="use_cuda", type=str2bool, default=True,
-                   help="use the GPU when there is one (default true)")
+    add_device_args(r)
     r.add_argument("--batch-size", "--batch_size", "-b", dest="batch_size", type=int_range(1, 65536), default=8,
                    help="images per forward pass (default 8)")
     r.add_argument("--workers", "--num-workers", "--num_workers", "-j", dest="workers", type=int_range(0, 512),
@@ -109,24 +106,14 @@ def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
     root = Path(args.dataset)
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
-    if args.dataset_type == "coco":
-        if args.split == "test-dev":
-            from vision.evaluation.coco import CocoImageList
+    if args.dataset_type == "coco" and args.split == "test-dev":
+        from vision.evaluation.coco import CocoImageList
 
-            info = root / "annotations" / "image_info_test-dev2017.json"
-            return CocoImageList(info, root / "test2017", class_names)
-        from vision.datasets.coco_dataset import COCODataset
-
-        return COCODataset(root, dataset_type="val")
+        info = root / "annotations" / "image_info_test-dev2017.json"
+        return CocoImageList(info, root / "test2017", class_names)
     if args.split != "val":
         raise UserError("--split test-dev is for COCO only")
-    if args.dataset_type == "voc":
-        from vision.datasets.voc_dataset import VOCDataset
-
-        return VOCDataset(root, is_test=True, label_file=args.label_file)
-    from vision.datasets.open_images import OpenImagesDataset
-
-    return OpenImagesDataset(root, dataset_type="test")
+    return open_dataset(args.dataset_type, root, split="val", label_file=args.label_file)
 
 
 def fill_dataset_args(args: argparse.Namespace, train_args: dict) -> None:
@@ -189,14 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.evaluation import voc as voc_eval
     from vision.evaluation.detection import default_workers, detect_dataset
     from vision.evaluation.evaluate import compute_metrics, make_predictor
+    from vision.cli.models import load_model
     from vision.ssd.onnx_model import as_deployed, is_onnx_path, load_onnx_model
-    from vision.utils.scripts import load_model, select_device
 
     detectnet = args.postprocess == "detectnet"
     if args.prob_threshold is None:
         args.prob_threshold = 0.5 if detectnet else 0.01
     onnx = is_onnx_path(args.trained_model)
-    device = select_device(args.use_cuda and not onnx)
+    device = choose_device(args.device, args.use_cuda and not onnx)
     if onnx:
         model = load_onnx_model(args.trained_model, net_name=args.net, label_file=args.label_file,
                                 resolution=args.resolution, width_mult=args.mb2_width_mult, nms_method=args.nms_method,

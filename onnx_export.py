@@ -27,8 +27,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, float_range, int_range,
-                               run_main, setup_logging)
+from vision.cli.args import add_resolution_arg, add_width_mult_arg, resolution_type
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
+                               setup_logging)
 
 log = logging.getLogger("onnx_export")
 
@@ -57,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "labels.txt is (re)written beside the ONNX file for detectnet")
     p.add_argument("--model-dir", "--model_dir", dest="model_dir", default=None,
                    help="training output folder: where --input, --labels and --output are looked up by default")
-    p.add_argument("--resolution", type=int_range(64, 2048), default=None,
-                   help="square input size N (NxN); default: the checkpoint's, else 300. Priors are rebuilt for it")
-    p.add_argument("--width", type=int_range(64, 2048), default=None, help="input width (must equal height)")
-    p.add_argument("--height", type=int_range(64, 2048), default=None, help="input height (must equal width)")
+    add_resolution_arg(p, help="square input size N (NxN); default: the checkpoint's, else 300. Priors are rebuilt "
+                               "for it")
+    p.add_argument("--width", type=resolution_type, default=None, help="input width (must equal height)")
+    p.add_argument("--height", type=resolution_type, default=None, help="input height (must equal width)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int_range(1, 256), default=1,
                    help="static batch size of the graph (default 1, what TensorRT/detectNet expects)")
     p.add_argument("--dynamic-batch", action="store_true",
@@ -73,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the graph's input: detectnet (default) = (pixel/255 - 0.5)/0.5 as jetson-inference feeds "
                         "every SSD (an input adapter maps it onto the net's own normalization); net = the net's "
                         "own (pixel - mean)/std, for other runtimes (not for detectnet)")
-    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
-                   help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    add_width_mult_arg(p)
     p.add_argument("--int8", action="store_true",
                    help="also write an INT8 (QDQ, per-channel weights) model NAME-int8.onnx, statically calibrated "
                         "with ONNX Runtime on --calibration-data images (ONNX Runtime on CPUs; TensorRT 8+)")
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.ssd.registry import canonical_name
     from vision.ssd.data_preprocessing import PredictionTransform
     from vision.ssd.detectnet import DEFAULT_CLUSTER_THRESHOLD, DEFAULT_THRESHOLD, DETECTNET_MEAN, DETECTNET_STD
-    from vision.utils.scripts import build_model, read_model_info
+    from vision.cli.models import build_model, read_model_info
 
     if args.int8 and not args.calibration_data:
         raise UserError("--int8 needs --calibration-data DIR (images to calibrate the int8 ranges on)")
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
     if net_arg is None and info.net_name is None:
-        from vision.utils.model_io import guess_net_name
+        from vision.ssd.registry import guess_net_name
 
         net_arg = guess_net_name(info.state_dict, args.mb2_width_mult) or "mb1-ssd"
         log.info("%s does not say which net it is; %s", info.path,

@@ -24,9 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
+from vision.cli.args import add_resolution_arg, add_width_mult_arg
+from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
+                               positive_int, run_main, setup_logging, unit_float)
 from vision.utils.video import is_video_source
-from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, float_range,
-                               int_range, positive_int, run_main, setup_logging, unit_float)
 
 log = logging.getLogger("run_ssd_example")
 
@@ -60,10 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="videos/cameras: stop after this many frames (a camera otherwise runs until Ctrl-C)")
     p.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10,
                    help="at most this many detections per image (default 10)")
-    p.add_argument("--resolution", type=int_range(64, 2048), default=None,
-                   help="input size (default: the checkpoint's or the ONNX model's, else 300)")
-    p.add_argument("--mb2-width-mult", "--mb2_width_mult", dest="mb2_width_mult", type=float_range(0, 4), default=None,
-                   help="width multiplier of mb2-ssd-lite (default: the checkpoint's, else 1.0)")
+    add_resolution_arg(p, help="input size (default: the checkpoint's or the ONNX model's, else 300)")
+    add_width_mult_arg(p)
     p.add_argument("--nms-method", "--nms_method", dest="nms_method", choices=["hard", "soft"], default="hard",
                    help="non-maximum suppression (default hard)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None,
@@ -184,7 +183,7 @@ def write_image(path: Path, image_bgr: np.ndarray) -> None:
 def make_predictor(args: argparse.Namespace, net: str | None, model: str, labels: str | None):
     """``(predictor, class_names)`` for PyTorch or ONNX Runtime, NMS or detectNet, per the arguments."""
     from vision.ssd.onnx_model import as_deployed, is_onnx_path, load_onnx_model
-    from vision.ssd.registry import create_predictor
+    from vision.ssd.predictor import create_predictor
 
     if is_onnx_path(model):
         loaded = load_onnx_model(model, net_name=net, label_file=labels, resolution=args.resolution,
@@ -192,7 +191,7 @@ def make_predictor(args: argparse.Namespace, net: str | None, model: str, labels
                                  filter_threshold=args.threshold)
         predictor = loaded.net
     else:
-        from vision.utils.scripts import load_model
+        from vision.cli.models import load_model
 
         loaded = load_model(model, net_name=net, label_file=labels, resolution=args.resolution,
                             width_mult=args.mb2_width_mult, is_test=True, device="cpu")

@@ -24,8 +24,9 @@ import sys
 import time
 from contextlib import nullcontext
 from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # Compute threads that spin while they wait (libgomp's default) lose most of their time when
 # they share the cores with data workers or other processes: 2-4x slower steps on a 2-core
@@ -33,20 +34,27 @@ from typing import Any, Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from torch.utils.data import ConcatDataset, default_collate
+from torch.utils.data import ConcatDataset, Dataset, default_collate
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
+                             choose_device)
 from vision.datasets.collation import collate_padded
 from vision.evaluation.evaluate import describe_map
-from vision.nn.multibox_loss import DEFAULT_MINING, MultiboxLoss
+from vision.nn.multibox_loss import DEFAULT_MINING
+from vision.ssd.config.base import SSDConfig, build_criterion, build_matcher
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
-from vision.ssd.matching import BatchedMatcher, MatchPrior
+from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
 from vision.training import distributed
+from vision.training.checkpoint import (TrainingCheckpoint, capture_rng_state, checkpoint_name,
+                                        find_latest_valid_checkpoint, link_best, list_checkpoints, prune_checkpoints,
+                                        remove_stale_temp_files_in, restore_rng_state)
+from vision.training.compute import compile_or_eager, use_channels_last
 from vision.training.data import (EpochLoader, ReseededTransform, batches_per_epoch, build_loader,
                                   seed_everything)
-from vision.training.dataset_folders import DATASET_TYPES, open_dataset
+from vision.training.dataset_folders import open_dataset
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
 from vision.training.resume import merge_resume_args
@@ -54,34 +62,16 @@ from vision.training.run_folder import (append_metrics, ensure_writable_folder, 
                                         project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.utils.box_utils import MINING_RULES
-from vision.utils.checkpoint import (capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
-                                     link_best, list_checkpoints, load_checkpoint, prune_checkpoints,
-                                     remove_stale_temp_files_in, restore_rng_state, save_checkpoint)
-from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_float,
-                               positive_float, positive_int, run_main, setup_logging,
-                               str2bool, unit_float)
-from vision.utils.model_io import infer_num_classes, load_net_weights, load_state_dict_file
-from vision.utils.scripts import parse_device
+from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
+                               run_main, setup_logging, unit_float)
+from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger("train_ssd")
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-MATCH_IOU = 0.5      # prior matching IoU (upstream); the config's iou_threshold is for NMS
-NEG_POS_RATIO = 3    # hard negatives per positive
 
 
 # ----------------------------------------------------------------------------------- arguments
-def _bounded_float(lo: float, hi: float, lo_open: bool = True, hi_open: bool = False):
-    def parse(s: str) -> float:
-        v = positive_float(s) if lo_open and lo == 0 else non_negative_float(s)
-        if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
-            raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo}, {hi}"
-                                             f"{')' if hi_open else ']'}, got {s}")
-        return v
-    parse.__name__ = "float"
-    return parse
-
-
 def _milestones(s: str) -> list[int]:
     """``"80,100"`` (upstream's form) -> [80, 100]."""
     try:
@@ -115,9 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an SSD object detector (COCO, VOC or Open Images). The checkpoint folder "
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset-type", "--dataset_type", default="auto", choices=DATASET_TYPES,
-                   help="dataset format (auto: recognised from the folder)")
+    _add_data_args(p.add_argument_group("data"))
+    _add_network_args(p.add_argument_group("network"))
+    _add_checkpoint_args(p.add_argument_group("checkpoints"))
+    _add_optimizer_args(p.add_argument_group("optimizer"))
+    _add_schedule_args(p.add_argument_group("learning rate schedule"))
+    _add_training_args(p.add_argument_group("training"))
+    add_log_level_arg(p)
+    return p
+
+
+def _add_data_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "data": the datasets and how they are read."""
+    add_dataset_type_arg(g, "auto", "dataset format (auto: recognised from the folder)")
     g.add_argument("--datasets", "--data", nargs="+", default=["coco-data"], metavar="DIR",
                    help="dataset folder(s); several are concatenated (same classes). COCO: DIR/annotations/"
                         "instances_train2017.json + DIR/train2017")
@@ -137,14 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how negatives enter the loss: per-image-min (3 per positive in each image, and at least 3x "
                         "the batch's mean positives per image, so images without objects count), batch (3 per "
                         "positive, the hardest of the whole batch) or per-image (upstream: images without objects "
-                        "add no loss); default %(default)s")
+                        "add no loss)")
 
-    g = p.add_argument_group("network")
+
+def _add_network_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "network": which net and its initial weights."""
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
-    g.add_argument("--resolution", type=int_range(64, 2048), default=300,
-                   help="input size in pixels (square); priors are rebuilt for it")
-    g.add_argument("--mb2-width-mult", "--mb2_width_mult", type=_bounded_float(0, 4), default=1.0,
-                   help="width multiplier of mb2-ssd-lite")
+    add_resolution_arg(g, 300, "input size in pixels (square); priors are rebuilt for it")
+    add_width_mult_arg(g, 1.0, "width multiplier of mb2-ssd-lite")
     g.add_argument("--freeze-base-net", "--freeze_base_net", action="store_true", help="freeze the backbone")
     g.add_argument("--freeze-net", "--freeze_net", action="store_true",
                    help="freeze everything except the prediction heads")
@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU (oneDNN); auto = channels_last on a CPU without --amp, contiguous otherwise (on a CPU, "
                         "bf16 autocast with channels_last made training diverge to NaN)")
 
-    g = p.add_argument_group("checkpoints")
+
+def _add_checkpoint_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "checkpoints": where the run is saved and resumed from."""
     g.add_argument("--checkpoint-folder", "--model-dir", "--checkpoint_folder", default="models/",
                    metavar="DIR", help="where the run is written")
     g.add_argument("--resume", default=None, metavar="FOLDER_OR_PTH",
@@ -170,41 +172,47 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep-checkpoints", type=positive_int, default=None, metavar="N",
                    help="keep only the newest N epoch checkpoints (plus the best; None: keep all)")
 
-    g = p.add_argument_group("optimizer")
+
+def _add_optimizer_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "optimizer": the optimizer and its learning rates."""
     g.add_argument("--optimizer", "--optim-choose", "--optim", dest="optimizer", type=str.lower,
                    choices=OPTIMIZERS, default="adam", help="optimizer")
-    g.add_argument("--lr", "--learning-rate", type=_bounded_float(0, 10), default=1e-3,
+    g.add_argument("--lr", "--learning-rate", type=float_range(0, 10), default=1e-3,
                    help="learning rate (of the heads; see --base-net-lr, --extra-layers-lr)")
-    g.add_argument("--base-net-lr", "--base_net_lr", type=_bounded_float(0, 10), default=None,
+    g.add_argument("--base-net-lr", "--base_net_lr", type=float_range(0, 10), default=None,
                    help="backbone learning rate (None: --lr)")
-    g.add_argument("--extra-layers-lr", "--extra_layers_lr", type=_bounded_float(0, 10), default=None,
+    g.add_argument("--extra-layers-lr", "--extra_layers_lr", type=float_range(0, 10), default=None,
                    help="extra layers' learning rate (None: --lr)")
     g.add_argument("--momentum", type=unit_float, default=0.9, help="SGD momentum")
     g.add_argument("--dampening", type=unit_float, default=0.0, help="SGD dampening")
     g.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
-    g.add_argument("--weight-decay", "--weight_decay", type=_bounded_float(0, 1, lo_open=False), default=0.0,
+    g.add_argument("--weight-decay", "--weight_decay", type=float_range(0, 1, lo_open=False), default=0.0,
                    help="weight decay")
-    g.add_argument("--betas", nargs=2, type=_bounded_float(0, 1, lo_open=False, hi_open=True),
+    g.add_argument("--betas", nargs=2, type=float_range(0, 1, lo_open=False, hi_open=True),
                    default=[0.9, 0.999], metavar=("B1", "B2"), help="Adam/AdamW betas")
-    g.add_argument("--eps", type=_bounded_float(0, 1), default=1e-8, help="Adam/AdamW epsilon")
+    g.add_argument("--eps", type=float_range(0, 1), default=1e-8, help="Adam/AdamW epsilon")
     g.add_argument("--amsgrad", action="store_true", help="Adam/AdamW: AMSGrad variant")
     g.add_argument("--grad-clip", type=positive_float, default=None, metavar="NORM",
                    help="clip the gradient norm to NORM")
 
-    g = p.add_argument_group("learning rate schedule")
+
+def _add_schedule_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "learning rate schedule": how the learning rate changes over the epochs."""
     g.add_argument("--scheduler", type=str.lower, choices=SCHEDULERS, default="cosine",
                    help="learning rate schedule (updated every step)")
     g.add_argument("--milestones", type=_milestones, default=[80, 100], metavar="E1,E2",
                    help="multi-step: epochs at which the rate is multiplied by --gamma")
-    g.add_argument("--gamma", type=_bounded_float(0, 1), default=0.1, help="multi-step decay factor")
-    g.add_argument("--t-max", "--t_max", type=_bounded_float(0, 1e6), default=100.0,
+    g.add_argument("--gamma", type=float_range(0, 1), default=0.1, help="multi-step decay factor")
+    g.add_argument("--t-max", "--t_max", type=float_range(0, 1e6), default=100.0,
                    help="cosine: epochs of one half period")
-    g.add_argument("--warmup-epochs", type=_bounded_float(0, 1e4, lo_open=False), default=0.0,
+    g.add_argument("--warmup-epochs", type=float_range(0, 1e4, lo_open=False), default=0.0,
                    help="linear warm-up length in epochs (fractions allowed)")
-    g.add_argument("--warmup-factor", type=_bounded_float(0, 1), default=0.001,
+    g.add_argument("--warmup-factor", type=float_range(0, 1), default=0.001,
                    help="learning rate factor at the start of the warm-up")
 
-    g = p.add_argument_group("training")
+
+def _add_training_args(g: argparse._ArgumentGroup) -> None:
+    """--help group "training": epochs, batches, validation, device and other runtime knobs."""
     g.add_argument("--batch-size", "--batch_size", type=int_range(1, 65536), default=4, help="images per step "
                                                                                               "(per process)")
     g.add_argument("--epochs", "--num-epochs", "--num_epochs", dest="num_epochs", type=int_range(1, 1_000_000),
@@ -217,15 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compute mAP when validating (COCO mAP@[.5:.95] and AP50; VOC mAP)")
     g.add_argument("--debug-steps", "--debug_steps", type=positive_int, default=10,
                    help="log running losses every N steps")
-    g.add_argument("--use-cuda", "--use_cuda", type=str2bool, default=True, help="use CUDA when available")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (overrides --use-cuda)")
+    add_device_args(g)
     g.add_argument("--amp", action="store_true",
                    help="mixed precision: fp16 + gradient scaling on CUDA, bf16 on CPU")
     g.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
                    help="random seed (None: drawn once and saved in args.json, so --resume stays exact)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to FOLDER/tensorboard")
-    add_log_level_arg(p)
-    return p
 
 
 _UNSET = object()
@@ -260,10 +265,7 @@ def resolve_paths(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def pick_device(args: argparse.Namespace, info: distributed.DistInfo) -> torch.device:
-    if args.device:
-        device = parse_device(args.device)
-    else:
-        device = torch.device("cuda" if args.use_cuda and torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device, args.use_cuda)
     if device.type == "cuda" and (info.enabled or device.index is None):
         device = torch.device("cuda", info.local_rank if info.enabled else 0)
     return device
@@ -283,40 +285,77 @@ def check_args(args: argparse.Namespace, resuming: bool) -> None:
 
 # -------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
+    run = resolve_run(argv)
+    data = build_data(run)
+    parts = build_model_and_optimizer(run, data)
+    start = restore(run, parts)
+    trainer = build_trainer(run, data, parts)
+    if run.info.is_main:
+        write_run_description(run.folder, vars(run.args), data.class_names)
+        if run.resumed is not None:  # a kill right after a save can leave best.pth / metrics.jsonl behind
+            finish_saved_epoch(run.folder, run.resumed)
+    if start.epoch >= run.args.num_epochs:
+        log.info("the run already has %d epochs (--epochs %d): nothing to do", start.epoch, run.args.num_epochs)
+        distributed.shutdown()
+        return 0
+    fit(run, data, parts, trainer, start)
+    return 0
+
+
+@dataclass
+class Run:
+    """The resolved arguments and where this process trains and saves."""
+    args: argparse.Namespace
+    info: distributed.DistInfo
+    device: torch.device
+    folder: Path
+    resumed: TrainingCheckpoint | None = None  # the checkpoint a --resume continues from
+    saved_class_names: list[str] | None = None  # the resumed run's classes (args.json)
+
+
+@dataclass
+class Data:
+    cfg: SSDConfig
+    train: Dataset
+    val: Dataset
+    class_names: list[str]
+    collate: Callable
+    per_sample: bool  # targets matched in the loader workers (--matcher per-sample)
+
+
+@dataclass
+class Parts:
+    """The net and what updates it."""
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: StepLRSchedule
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
+    best: dict[str, Any] | None = None  # see update_best
+
+
+@dataclass
+class Start:
+    """Where training (re)starts."""
+    epoch: int = 0
+    step: int = 0
+    stats: EpochStats = field(default_factory=EpochStats)
+
+
+def resolve_run(argv: Sequence[str] | None) -> Run:
+    """Parse the flags; for --resume, rebuild the run from its folder's args.json (+ allowed overrides)
+    and find the checkpoint to continue from; pick the device; check the output folder."""
     args, given, defaults, flag_names = parse_args(argv)
     info = distributed.env_info()
     setup_logging(args.log_level if info.is_main else "warning")
-
-    # ---- a resumed run is rebuilt from its folder's args.json (+ allowed overrides)
-    resume_ckpt: dict[str, Any] | None = None
-    saved_class_names: list[str] | None = None
+    resumed, saved_class_names = None, None
     if args.resume:
-        resume_path = Path(args.resume).expanduser()
-        folder = resume_path if resume_path.is_dir() else resume_path.parent
-        if not resume_path.exists():
-            raise UserError(f"--resume: not found: {resume_path}")
-        saved = read_args_json(folder)
-        merged = merge_resume_args(saved["args"], given, defaults, flag_names, force=args.force_override)
-        if "checkpoint_folder" not in given:
-            merged["checkpoint_folder"] = str(folder)
-        args = argparse.Namespace(**merged)
+        args, resumed, saved_class_names = resume_args(args, given, defaults, flag_names)
         setup_logging(args.log_level if info.is_main else "warning")
-        saved_class_names = saved.get("class_names")
-        if resume_path.is_file():
-            resume_ckpt = load_checkpoint(resume_path)
-            log.info("resuming from %s", resume_path)
-        else:
-            found = find_latest_valid_checkpoint(folder)
-            if found is None:
-                log.warning("no usable checkpoint in %s yet: starting that run from epoch 0 with its saved "
-                            "arguments", folder)
-            else:
-                log.info("resuming from %s", found[0])
-                resume_ckpt = found[1]
     args = argparse.Namespace(**resolve_paths(vars(args)))
     args.net = canonical_name(args.net)
     check_args(args, resuming=bool(args.resume))
-
     device = pick_device(args, info)
     distributed.init_process_group(info, device)
     if args.seed is None:  # drawn once, saved in args.json: a resumed run keeps its data order
@@ -328,16 +367,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.resume and list_checkpoints(folder) and not args.force_override:
             raise UserError(f"{folder} already holds a training run's checkpoints: continue it with --resume "
                             f"{folder}, choose another --checkpoint-folder, or pass --force-override")
-    if resume_ckpt is not None and resume_ckpt.get("net") not in (None, args.net):
-        raise UserError(f"the checkpoint is of net {resume_ckpt.get('net')}, but the run is {args.net}")
+    if resumed is not None and resumed.net not in (None, args.net):
+        raise UserError(f"the checkpoint is of net {resumed.net}, but the run is {args.net}")
+    return Run(args, info, device, folder, resumed, saved_class_names)
 
-    # ---- data
+
+def resume_args(args: argparse.Namespace, given: dict[str, Any], defaults: dict[str, Any],
+                flag_names: dict[str, str]) -> tuple[argparse.Namespace, TrainingCheckpoint | None, list | None]:
+    """``(merged args, checkpoint to continue from or None, the run's class names)`` for --resume."""
+    resume_path = Path(args.resume).expanduser()
+    folder = resume_path if resume_path.is_dir() else resume_path.parent
+    if not resume_path.exists():
+        raise UserError(f"--resume: not found: {resume_path}")
+    saved = read_args_json(folder)
+    merged = merge_resume_args(saved["args"], given, defaults, flag_names, force=args.force_override)
+    if "checkpoint_folder" not in given:
+        merged["checkpoint_folder"] = str(folder)
+    resumed = None
+    if resume_path.is_file():
+        resumed = TrainingCheckpoint.load(resume_path)
+        log.info("resuming from %s", resume_path)
+    else:
+        found = find_latest_valid_checkpoint(folder)
+        if found is None:
+            log.warning("no usable checkpoint in %s yet: starting that run from epoch 0 with its saved "
+                        "arguments", folder)
+        else:
+            log.info("resuming from %s", found[0])
+            resumed = TrainingCheckpoint.from_dict(found[1])
+    return argparse.Namespace(**merged), resumed, saved.get("class_names")
+
+
+def build_data(run: Run) -> Data:
+    """The training datasets (concatenated; same classes required) and the validation dataset."""
+    args = run.args
     seed_everything(args.seed)
     cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult)
     per_sample = args.matcher == "per-sample"
-    target_transform = (MatchPrior(cfg.priors, cfg.center_variance, cfg.size_variance, MATCH_IOU)
-                        if per_sample else None)
-    collate = default_collate if per_sample else collate_padded
+    target_transform = build_matcher(cfg) if per_sample else None
     train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
     train_parts = [open_dataset(args.dataset_type, d, split="train", transform=train_transform,
@@ -348,9 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if list(part.class_names) != class_names:
             raise UserError(f"dataset {d} has other classes than {args.datasets[0]}: "
                             f"{list(part.class_names)} vs {class_names}")
-    if saved_class_names is not None and list(saved_class_names) != class_names:
+    if run.saved_class_names is not None and list(run.saved_class_names) != class_names:
         raise UserError(f"the datasets' classes {class_names} differ from the resumed run's "
-                        f"{list(saved_class_names)}; a resumed run must keep its classes")
+                        f"{list(run.saved_class_names)}; a resumed run must keep its classes")
     train_dataset = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
     val_dataset = open_dataset(args.dataset_type, args.validation_dataset or args.datasets[0], split="val",
                                transform=test_transform, target_transform=target_transform)
@@ -359,18 +426,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"training classes {class_names}")
     log.info("training on %d images (%s), validating on %d, %d classes", len(train_dataset),
              ", ".join(args.datasets), len(val_dataset), len(class_names) - 1)
+    collate = default_collate if per_sample else collate_padded
+    return Data(cfg, train_dataset, val_dataset, class_names, collate, per_sample)
 
-    # ---- net, loss, optimizer, schedule
+
+def build_model_and_optimizer(run: Run, data: Data) -> Parts:
+    """The net (initialised from --base-net / --pretrained-ssd unless resuming), optimizer, schedule, AMP."""
+    args, device = run.args, run.device
     torch.manual_seed(args.seed)
-    net = create_net(args.net, len(class_names), resolution=args.resolution, width_mult=args.mb2_width_mult)
-    if resume_ckpt is None:
+    net = create_net(args.net, len(data.class_names), resolution=args.resolution, width_mult=args.mb2_width_mult)
+    if run.resumed is None:
         if args.base_net:
             log.info("initializing the backbone from %s", args.base_net)
             net.init_from_base_net(args.base_net)
         elif args.pretrained_ssd:
             init_from_pretrained_ssd(net, args.pretrained_ssd, args.net)
     net.to(device)
-    if use_channels_last(args.memory_format, device, args.amp):
+    channels_last = use_channels_last(args.memory_format, device, args.amp)
+    if channels_last:
         net.to(memory_format=torch.channels_last)
         if args.amp and device.type == "cpu":
             log.warning("--memory-format channels_last with --amp on a CPU: bf16 training diverged to NaN in "
@@ -382,99 +455,93 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 nesterov=args.nesterov, dampening=args.dampening, amsgrad=args.amsgrad)
     schedule = StepLRSchedule(optimizer, args.scheduler, t_max=args.t_max, milestones=args.milestones,
                               gamma=args.gamma, warmup_epochs=args.warmup_epochs, warmup_factor=args.warmup_factor)
-    use_scaler = args.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if args.amp else None
     log.info("net %s at %d px (%d priors), %s, lr %g (base net %g, extra layers %g), %s schedule, device %s%s%s",
-             args.net, args.resolution, cfg.num_priors, args.optimizer, args.lr,
+             args.net, args.resolution, data.cfg.num_priors, args.optimizer, args.lr,
              args.base_net_lr or args.lr, args.extra_layers_lr or args.lr, args.scheduler, device,
              f", AMP {str(amp_dtype).replace('torch.', '')}" if amp_dtype else "",
-             ", channels_last" if use_channels_last(args.memory_format, device, args.amp) else "")
+             ", channels_last" if channels_last else "")
+    return Parts(net, optimizer, schedule, scaler, amp_dtype)
 
-    # ---- restore the run's state
-    start_epoch, start_step, start_stats = 0, 0, EpochStats()
-    best: dict[str, Any] | None = None
-    nonfinite = NonFiniteGuard()
-    if resume_ckpt is not None:
-        load_net_weights(net, resume_ckpt["model"], args.net, "the checkpoint", checkpoint=resume_ckpt)
-        try:
-            optimizer.load_state_dict(resume_ckpt["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise UserError(f"the checkpoint's optimizer state does not fit this run ({e}); "
-                            f"the frozen layers or optimizer changed") from None
-        schedule.load_state_dict(resume_ckpt.get("scheduler") or {})
-        if resume_ckpt.get("scaler") and use_scaler:
-            scaler.load_state_dict(resume_ckpt["scaler"])
-        best = resume_ckpt.get("best_metric")
-        nonfinite.total = int(resume_ckpt.get("nonfinite_steps", 0))
-        if resume_ckpt.get("step_in_epoch"):
-            start_epoch = int(resume_ckpt["epoch"])
-            samples = int(resume_ckpt.get("samples_in_epoch", 0))
-            start_step = samples // args.batch_size if samples else int(resume_ckpt["step_in_epoch"])
-            start_stats = EpochStats.from_state(resume_ckpt.get("epoch_stats"))
-        else:
-            start_epoch = int(resume_ckpt["epoch"]) + 1
-        restore_rng_state(resume_ckpt.get("rng"))
-        log.info("continuing at epoch %d%s", start_epoch, f", step {start_step}" if start_step else "")
 
-    model: torch.nn.Module = net
-    if info.enabled:
+def restore(run: Run, parts: Parts) -> Start:
+    """Load the resumed checkpoint's weights, optimizer, schedule, scaler, best metric and RNG
+    states into ``parts``; where to start (the next epoch, or the step inside an interrupted one)."""
+    ckpt = run.resumed
+    if ckpt is None:
+        return Start()
+    load_net_weights(parts.net, ckpt.model, run.args.net, "the checkpoint", checkpoint=ckpt.to_dict())
+    try:
+        parts.optimizer.load_state_dict(ckpt.optimizer or {})
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"the checkpoint's optimizer state does not fit this run ({e}); "
+                        f"the frozen layers or optimizer changed") from None
+    parts.schedule.load_state_dict(ckpt.scheduler or {})
+    if ckpt.scaler and parts.scaler.is_enabled():
+        parts.scaler.load_state_dict(ckpt.scaler)
+    parts.best = ckpt.best_metric
+    parts.guard.total = ckpt.nonfinite_steps
+    if ckpt.interrupted:
+        step = ckpt.samples_in_epoch // run.args.batch_size if ckpt.samples_in_epoch else ckpt.step_in_epoch
+        start = Start(ckpt.epoch, step, EpochStats.from_state(ckpt.epoch_stats))
+    else:
+        start = Start(ckpt.epoch + 1)
+    restore_rng_state(ckpt.rng)
+    log.info("continuing at epoch %d%s", start.epoch, f", step {start.step}" if start.step else "")
+    return start
+
+
+def build_trainer(run: Run, data: Data, parts: Parts) -> Trainer:
+    """The training step: the net (DDP-wrapped / compiled as asked), matcher, loss, AMP, clipping."""
+    model: torch.nn.Module = parts.net
+    if run.info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-    if args.compile:
+            parts.net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    if run.args.compile:
         model = compile_or_eager(model)
-    matcher = None if per_sample else BatchedMatcher(cfg.priors, cfg.center_variance, cfg.size_variance,
-                                                      MATCH_IOU).to(device)
-    criterion = MultiboxLoss(cfg.priors, iou_threshold=MATCH_IOU, neg_pos_ratio=NEG_POS_RATIO,
-                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device,
-                             mining=args.hard_negative_mining)
-    trainer = Trainer(model=model, net=net, criterion=criterion, optimizer=optimizer, schedule=schedule,
-                      device=device, matcher=matcher, scaler=scaler, amp_dtype=amp_dtype,
-                      grad_clip=args.grad_clip, guard=nonfinite)
+    matcher = None if data.per_sample else build_matcher(data.cfg, batched=True, device=run.device)
+    return Trainer(model=model, net=parts.net, criterion=build_criterion(data.cfg, run.device, mining=run.args.hard_negative_mining),
+                   optimizer=parts.optimizer, schedule=parts.schedule, device=run.device, matcher=matcher,
+                   scaler=parts.scaler, amp_dtype=parts.amp_dtype, grad_clip=run.args.grad_clip, guard=parts.guard)
 
-    run_args = vars(args)
-    if info.is_main:
-        write_run_description(folder, run_args, class_names)
-        if resume_ckpt is not None:  # a kill right after a save can leave best.pth / metrics.jsonl behind
-            finish_saved_epoch(folder, resume_ckpt)
-    if start_epoch >= args.num_epochs:
-        log.info("the run already has %d epochs (--epochs %d): nothing to do", start_epoch, args.num_epochs)
-        distributed.shutdown()
-        return 0
 
-    per_rank = -(-len(train_dataset) // info.world_size)
+def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, stats: EpochStats,
+                    record: dict | None = None) -> TrainingCheckpoint:
+    """The state after ``step`` batches of ``epoch`` (0: the epoch is complete, ``record`` its metrics)."""
+    return TrainingCheckpoint(
+        epoch=epoch, step_in_epoch=step, samples_in_epoch=step * run.args.batch_size if step else 0,
+        epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
+        optimizer=parts.optimizer.state_dict(), scheduler=parts.schedule.state_dict(),
+        scaler=parts.scaler.state_dict(), rng=capture_rng_state(), best_metric=parts.best,
+        nonfinite_steps=parts.guard.total, val_loss=record["val_loss"] if record else None, metrics=record,
+        args=vars(run.args), class_names=data.class_names, net=run.args.net, resolution=run.args.resolution,
+        version=project_version(), world_size=run.info.world_size)
+
+
+def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> None:
+    """Train the epochs from ``start``; validate, save and record at the end of each (every
+    --validation-epochs); a stop request saves the position inside the epoch and returns."""
+    args, info = run.args, run.info
+    per_rank = -(-len(data.train) // info.world_size)
     drop_last = per_rank > args.batch_size  # no trailing 1-image batch (BatchNorm needs 2+)
-    steps_per_epoch = batches_per_epoch(len(train_dataset), args.batch_size, info.world_size, drop_last)
-    writer = _tensorboard(folder, args) if info.is_main else None
+    steps_per_epoch = batches_per_epoch(len(data.train), args.batch_size, info.world_size, drop_last)
+    writer = _tensorboard(run.folder, args) if info.is_main else None
     show_bars = info.is_main and sys.stderr.isatty() and logging.getLogger().level <= logging.INFO
     stop = StopRequest().install()
-
-    def checkpoint_state(epoch: int, step: int, stats: EpochStats, val_loss: float | None,
-                         record: dict | None) -> dict[str, Any]:
-        return {
-            "epoch": epoch, "step_in_epoch": step,
-            "samples_in_epoch": step * args.batch_size if step else 0,
-            "epoch_stats": stats.state_dict() if step else None,
-            "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
-            "scaler": scaler.state_dict(), "rng": capture_rng_state(), "best_metric": best,
-            "nonfinite_steps": nonfinite.total, "val_loss": val_loss, "metrics": record,
-            "args": run_args, "class_names": class_names, "net": args.net, "resolution": args.resolution,
-            "version": project_version(), "world_size": info.world_size,
-        }
-
-    log.info("training epochs %d..%d, %d steps of %d images per epoch%s", start_epoch, args.num_epochs - 1,
+    log.info("training epochs %d..%d, %d steps of %d images per epoch%s", start.epoch, args.num_epochs - 1,
              steps_per_epoch, args.batch_size * info.world_size,
              f" on {info.world_size} processes" if info.enabled else "")
     # workers start once (at the first epoch, after the stop handler is installed) and persist
-    train_loader = EpochLoader(train_dataset, batch_size=args.batch_size, num_workers=args.num_workers,
-                               seed=args.seed, collate_fn=collate, num_replicas=info.world_size, rank=info.rank,
-                               drop_last=drop_last, pin_memory=device.type == "cuda")
+    train_loader = EpochLoader(data.train, batch_size=args.batch_size, num_workers=args.num_workers,
+                               seed=args.seed, collate_fn=data.collate, num_replicas=info.world_size, rank=info.rank,
+                               drop_last=drop_last, pin_memory=run.device.type == "cuda")
     try:
         with logging_redirect_tqdm() if show_bars else nullcontext():  # log lines print above the bars
-            for epoch in tqdm(range(start_epoch, args.num_epochs), desc="epochs", unit="epoch",
-                              initial=start_epoch, total=args.num_epochs, disable=not show_bars):
-                skip = start_step if epoch == start_epoch else 0
-                stats = start_stats if skip else EpochStats()
+            for epoch in tqdm(range(start.epoch, args.num_epochs), desc="epochs", unit="epoch",
+                              initial=start.epoch, total=args.num_epochs, disable=not show_bars):
+                skip = start.step if epoch == start.epoch else 0
+                stats = start.stats if skip else EpochStats()
                 loader = train_loader.epoch(epoch, skip)
                 with tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch}", unit="batch", leave=False,
                           disable=not show_bars) as bar:
@@ -485,71 +552,80 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stats.skipped_images += loader.skipped_images
                 if step < steps_per_epoch or stop.requested:  # save the position inside the epoch, exit 0
                     if info.is_main:
-                        path = save_checkpoint(folder / checkpoint_name(args.net, epoch, step_in_epoch=step),
-                                               checkpoint_state(epoch, step, stats, None, None))
+                        path = make_checkpoint(run, data, parts, epoch, step, stats).save(
+                            run.folder / checkpoint_name(args.net, epoch, step_in_epoch=step))
                         log.warning("stopped by %s at epoch %d, step %d/%d: saved %s; continue with --resume %s",
-                                    stop.signal_name or "request", epoch, step, steps_per_epoch, path, folder)
+                                    stop.signal_name or "request", epoch, step, steps_per_epoch, path, run.folder)
                     break
-
-                # ---- epoch done: validate, save, record
-                train_means = stats.means(device)
-                record: dict[str, Any] = {
-                    "epoch": epoch, "train_loss": train_means["loss"],
-                    "train_regression_loss": train_means["regression_loss"],
-                    "train_classification_loss": train_means["classification_loss"],
-                    "lr": optimizer.param_groups[-1]["lr"],
-                    "images_per_s": stats.images / max(stats.seconds, 1e-9),
-                    "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps,
-                    "skipped_images": int(distributed.all_reduce_sum([stats.skipped_images], device)[0]),
-                }
-                if record["skipped_images"]:
-                    log.warning("epoch %d: %d unreadable images were skipped (each replaced by the next readable "
-                                "one; the warnings above name them; validate_image_files.py finds them all)",
-                                epoch, record["skipped_images"])
-                if epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1:
-                    t0 = time.perf_counter()
-                    val_loader = build_loader(val_dataset, batch_size=args.batch_size,
-                                              num_workers=args.num_workers, seed=args.seed, epoch=0,
-                                              collate_fn=collate, shuffle=False, num_replicas=info.world_size,
-                                              rank=info.rank, count_skips=True)
-                    record.update(trainer.validate(val_loader))
-                    if args.validation_mean_ap:
-                        record.update(mean_ap(net, val_dataset, args, device, info))
-                    record["val_seconds"] = time.perf_counter() - t0
-                    log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation "
-                             "Classification Loss: %.4f%s", epoch, record["val_loss"],
-                             record["val_regression_loss"], record["val_classification_loss"],
-                             describe_map(record))
-                    name = checkpoint_name(args.net, epoch, record["val_loss"])
-                    best, is_best = update_best(best, record, epoch, name)
-                    if info.is_main:
-                        path = save_checkpoint(folder / name, checkpoint_state(epoch, 0, stats, record["val_loss"],
-                                                                               record))
-                        if is_best:
-                            link_best(folder, path)
-                        prune_checkpoints(folder, args.keep_checkpoints,
-                                          protect=[path] + ([folder / best["file"]] if best else []))
-                        log.info("saved %s%s", path, " (best so far)" if is_best else "")
-                if info.is_main:
-                    append_metrics(folder, record)
-                    if writer is not None:
-                        for k, v in record.items():
-                            if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
-                                writer.add_scalar(k, v, epoch)
-                        writer.flush()
+                finish_epoch(run, data, parts, trainer, epoch, stats, writer)
                 if stop.requested:
                     log.warning("stopped by %s after epoch %d; continue with --resume %s", stop.signal_name,
-                                epoch, folder)
+                                epoch, run.folder)
                     break
             else:
-                log.info("training done: %d epochs; best %s", args.num_epochs, _describe_best(best))
+                log.info("training done: %d epochs; best %s", args.num_epochs, _describe_best(parts.best))
         distributed.barrier()
         distributed.shutdown()
     finally:  # after an error, no collective call: torchrun stops the other processes
         stop.uninstall()
         if writer is not None:
             writer.close()
-    return 0
+
+
+def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: int, stats: EpochStats,
+                 writer: Any) -> None:
+    """After a complete epoch: validate (every --validation-epochs and after the last), save the
+    checkpoint (best.pth, pruning), append the metrics record (and TensorBoard scalars)."""
+    args, info = run.args, run.info
+    record = epoch_record(run, parts, epoch, stats)
+    if epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1:
+        t0 = time.perf_counter()
+        val_loader = build_loader(data.val, batch_size=args.batch_size, num_workers=args.num_workers,
+                                  seed=args.seed, epoch=0, collate_fn=data.collate, shuffle=False,
+                                  num_replicas=info.world_size, rank=info.rank, count_skips=True)
+        record.update(trainer.validate(val_loader))
+        if args.validation_mean_ap:
+            record.update(mean_ap(parts.net, data.val, args, run.device, info))
+        record["val_seconds"] = time.perf_counter() - t0
+        log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation "
+                 "Classification Loss: %.4f%s", epoch, record["val_loss"],
+                 record["val_regression_loss"], record["val_classification_loss"],
+                 describe_map(record))
+        name = checkpoint_name(args.net, epoch, record["val_loss"])
+        parts.best, is_best = update_best(parts.best, record, epoch, name)
+        if info.is_main:
+            path = make_checkpoint(run, data, parts, epoch, 0, stats, record).save(run.folder / name)
+            if is_best:
+                link_best(run.folder, path)
+            best_file = [run.folder / parts.best["file"]] if parts.best else []
+            prune_checkpoints(run.folder, args.keep_checkpoints, protect=[path] + best_file)
+            log.info("saved %s%s", path, " (best so far)" if is_best else "")
+    if info.is_main:
+        append_metrics(run.folder, record)
+        if writer is not None:
+            for k, v in record.items():
+                if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
+                    writer.add_scalar(k, v, epoch)
+            writer.flush()
+
+
+def epoch_record(run: Run, parts: Parts, epoch: int, stats: EpochStats) -> dict[str, Any]:
+    """The epoch's training numbers for metrics.jsonl (warning about skipped unreadable images)."""
+    train_means = stats.means(run.device)
+    record: dict[str, Any] = {
+        "epoch": epoch, "train_loss": train_means["loss"],
+        "train_regression_loss": train_means["regression_loss"],
+        "train_classification_loss": train_means["classification_loss"],
+        "lr": parts.optimizer.param_groups[-1]["lr"],
+        "images_per_s": stats.images / max(stats.seconds, 1e-9),
+        "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps,
+        "skipped_images": int(distributed.all_reduce_sum([stats.skipped_images], run.device)[0]),
+    }
+    if record["skipped_images"]:
+        log.warning("epoch %d: %d unreadable images were skipped (each replaced by the next readable "
+                    "one; the warnings above name them; validate_image_files.py finds them all)",
+                    epoch, record["skipped_images"])
+    return record
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -570,8 +646,7 @@ def init_from_pretrained_ssd(net: torch.nn.Module, path: str, net_name: str) -> 
 
 def mean_ap(net: torch.nn.Module, dataset, args: argparse.Namespace, device: torch.device,
             info: distributed.DistInfo) -> dict[str, float]:
-    """COCO mAP@[.5:.95] + AP50 (VOC07 11-point mAP for VOC data, as eval_ssd.py) of the bare net,
-    computed on rank 0; ``mAP_metric`` names it, ``mAP`` is null with a note without ground truth."""
+    """COCO mAP@[.5:.95] + AP50 (VOC mAP for VOC data) of the bare net, computed on rank 0."""
     out: dict[str, float] = {}
     if info.is_main:
         try:
@@ -610,25 +685,6 @@ def _tensorboard(folder: Path, args: argparse.Namespace):
     except ImportError as e:
         raise UserError(f"--tensorboard needs the tensorboard package ({e})") from None
     return SummaryWriter(log_dir=str(folder / "tensorboard"))
-
-
-def use_channels_last(memory_format: str, device: torch.device, amp: bool = False) -> bool:
-    """``--memory-format``: ``auto`` is channels_last for fp32 training on the CPU, where oneDNN's
-    convolutions want it (1.3-1.7x faster steps, bench/README.md "Training"), and contiguous
-    elsewhere: with bf16 autocast on the CPU, channels_last made mb1-ssd-lite diverge to NaN
-    (non-finite weight gradients of a depthwise convolution on a 1x1 map; contiguous is fine)."""
-    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu" and not amp)
-
-
-def compile_or_eager(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` where it works; errors at compile time fall back to eager execution."""
-    try:
-        import torch._dynamo
-        torch._dynamo.config.suppress_errors = True
-        return torch.compile(model)
-    except Exception as e:  # no compiler toolchain, unsupported platform or Python
-        log.warning("--compile: torch.compile unavailable (%s); running eagerly", str(e).splitlines()[0])
-        return model
 
 
 if __name__ == "__main__":

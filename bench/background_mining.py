@@ -36,8 +36,8 @@ from vision.evaluation.voc import collect_ground_truth  # noqa: E402
 from vision.ssd.registry import create_net  # noqa: E402
 from vision.training.dataset_folders import open_dataset  # noqa: E402
 from vision.utils.box_utils import MINING_RULES  # noqa: E402
-from vision.utils.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
-from vision.utils.model_io import load_net_weights  # noqa: E402
+from vision.training.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
+from vision.ssd.model_io import load_net_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (0.5, 0.3, 0.2, 0.1)  # a briefly trained net scores lower than a converged one

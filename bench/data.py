@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401  (first: the repository on sys.path)
 
 from vision.datasets.coco_dataset import COCODataset  # noqa: E402
 from vision.datasets.image_io import load_image_rgb  # noqa: E402

@@ -59,21 +59,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-# as train_ssd.py (whose --validation-mean-ap runs this same loop): idle OpenMP threads sleep
-# instead of spinning, or the DataLoader workers sharing the 2 cores with the forward's threads
-# stall it (bench/README.md). Set OMP_WAIT_POLICY=ACTIVE in the environment to time spinning.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import common  # noqa: E402  (first: the repository on sys.path)
+
+common.passive_openmp()  # as train_ssd.py, whose --validation-mean-ap runs this same loop
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.datasets.coco_dataset import COCODataset  # noqa: E402
 from vision.datasets.synthetic import generate_coco_dataset  # noqa: E402
 from vision.evaluation.detection import detect_dataset  # noqa: E402
 from vision.evaluation.evaluate import compute_metrics, make_predictor  # noqa: E402
 from vision.ssd import registry  # noqa: E402
-from vision.utils.allocator import keep_freed_memory  # noqa: E402
+from allocator import keep_freed_memory  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
                                positive_int, run_main, setup_logging, unit_float)
 
@@ -286,7 +284,7 @@ def summarize(nb: NetBench, n_images: int, args: argparse.Namespace, loading: di
         },
         "worker_ms_per_image": {k: round(v, 2) for k, v in loading.items()},
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
+        common.LOAD_KEY: common.load_average(),
         "torch": torch.__version__, "machine": platform.machine(),
     }
     if "cocoeval_s" in rounds[0]:
@@ -342,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--nms-iou-threshold", type=unit_float, default=0.45, help="NMS IoU (default 0.45)")
     p.add_argument("--no-cocoeval", action="store_true", help="skip timing COCOeval")
     p.add_argument("--keep-freed-memory", action="store_true",
-                   help="first tell glibc malloc to keep freed memory (vision.utils.allocator); compare with a "
+                   help="first tell glibc malloc to keep freed memory (bench/allocator.py); compare with a "
                         "run without it: it is process-wide, so it cannot alternate inside one run")
     p.add_argument("--compare-plain", action="store_true",
                    help="also time each net without make_predictor's inference optimizations (BatchNorm "

@@ -15,7 +15,7 @@ share the cores).
 Backends (``BACKENDS``):
 
 - ``eager``: the net as built, ``torch.inference_mode``;
-- ``fold``: Conv+BN folded (``vision.utils.fuse.fold_batch_norm``);
+- ``fold``: Conv+BN folded (``vision.ssd.fuse.fold_batch_norm``);
 - ``fold-cl``: folded and in ``channels_last`` memory format (input too);
 - ``ort``: exported with onnx_export.py's own ``export_bytes`` (opset 11, static
   batch 1, the file detectNet gets) to a temporary file, run by an ONNX Runtime
@@ -45,17 +45,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-# as train_ssd.py: idle OpenMP threads sleep instead of spinning. With libgomp's default spinning,
-# a 2-core machine shared with any other process measured 10-30x the latency (see bench/README.md).
-# Set OMP_WAIT_POLICY=ACTIVE in the environment to time spinning threads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import common  # noqa: E402  (first: the repository on sys.path)
+
+common.passive_openmp()
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vision.cli.args import add_resolution_arg  # noqa: E402
 from vision.ssd import registry  # noqa: E402
-from vision.utils.fuse import fold_batch_norm  # noqa: E402
+from vision.ssd.fuse import fold_batch_norm  # noqa: E402
 from vision.utils.misc import add_log_level_arg, positive_int, run_main, setup_logging  # noqa: E402
 
 log = logging.getLogger("bench.inference")
@@ -233,7 +232,7 @@ def result_record(case: Case, threads: int, eager_ms: float | None) -> dict:
         "params_m": round(case.params / 1e6, 3),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "ort_spinning": case.ort_spinning,
-        "load_avg_1min": round(os.getloadavg()[0], 2),
+        common.LOAD_KEY: common.load_average(),
         "torch": torch.__version__, "machine": platform.machine(),
     }
 
@@ -270,8 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=positive_int, default=20,
                         help="timed rounds; the median is reported (default: 20)")
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed calls per net first (default: 3)")
-    parser.add_argument("--resolution", type=positive_int, default=300,
-                        help="input size in pixels for our nets (default: 300; torchvision's runs at 320)")
+    add_resolution_arg(parser, 300, "input size in pixels for our nets (default: 300; torchvision's runs at 320)")
     parser.add_argument("--num-classes", type=positive_int, default=21,
                         help="classes incl. BACKGROUND (default: 21, VOC)")
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,

@@ -37,8 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO, cpu_count  # noqa: E402  (first: the repository on sys.path)
 
 from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range,  # noqa: E402
                                non_negative_int, positive_float, positive_int, run_main, setup_logging)
@@ -105,8 +104,8 @@ def evaluate_run(folder: Path, val_root: Path, workers: int) -> dict[str, Any]:
     from vision.datasets.coco_dataset import COCODataset
     from vision.evaluation import evaluate
     from vision.ssd.registry import create_net
-    from vision.utils.checkpoint import find_latest_valid_checkpoint
-    from vision.utils.model_io import load_net_weights
+    from vision.training.checkpoint import find_latest_valid_checkpoint
+    from vision.ssd.model_io import load_net_weights
 
     found = find_latest_valid_checkpoint(folder)
     if found is None:
@@ -221,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval_s": round(metrics["eval_s"], 1), "data_s": round(data_s, 1),
         "recipe": RECIPE, "flags": flags, "timing": {k: round(v, 2) for k, v in timing.items()},
         "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in load_end],
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": cpu_count(),
     }
     print(json.dumps(result), flush=True)
     if args.json_out:

@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import os
 
+import common  # (first: the repository on sys.path)
+
 _REEXEC = "_BENCH_TRAIN_OMP"  # set when this script re-ran itself under another OpenMP wait policy
 if not os.environ.get(_REEXEC):
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp (as train_ssd.py)
+    common.passive_openmp()  # before torch loads libgomp
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
@@ -66,13 +68,12 @@ from typing import Any, Callable, Iterator, Sequence  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import ConcatDataset, default_collate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.datasets.collation import collate_padded  # noqa: E402
-from vision.nn.multibox_loss import MultiboxLoss  # noqa: E402
 from vision.ssd.data_preprocessing import TrainAugmentation  # noqa: E402
-from vision.ssd.matching import BatchedMatcher, MatchPrior  # noqa: E402
+from vision.ssd.config.base import build_criterion, build_matcher  # noqa: E402
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net  # noqa: E402
+from vision.training.compute import compile_or_eager, use_channels_last  # noqa: E402
 from vision.training.data import ReseededTransform, build_loader  # noqa: E402
 from vision.training.dataset_folders import open_dataset  # noqa: E402
 from vision.training.loop import Trainer  # noqa: E402
@@ -80,22 +81,11 @@ from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups  # n
 from vision.training.schedule import StepLRSchedule  # noqa: E402
 from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
                                positive_float, positive_int, run_main, setup_logging)
-from vision.utils.scripts import parse_device  # noqa: E402
-from train_ssd import compile_or_eager, use_channels_last  # noqa: E402  (the script's own choices)
+from vision.cli.args import add_resolution_arg, choose_device  # noqa: E402
 
 log = logging.getLogger("bench.train")
 
-MATCH_IOU = 0.5  # as train_ssd.py
-NEG_POS_RATIO = 3
 STEPS_PER_EPOCH = 10**6  # keeps the learning-rate schedule flat during the benchmark
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (affinity / container aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------- pieces
@@ -149,9 +139,8 @@ def make_trainer(net_name: str, num_classes: int, args: argparse.Namespace, devi
     model: torch.nn.Module = net
     if cs.compile:
         model = compile_or_eager(net)
-    criterion = MultiboxLoss(cfg.priors, iou_threshold=MATCH_IOU, neg_pos_ratio=NEG_POS_RATIO,
-                             center_variance=cfg.center_variance, size_variance=cfg.size_variance, device=device)
-    matcher = BatchedMatcher(cfg.priors, cfg.center_variance, cfg.size_variance, MATCH_IOU).to(device)
+    criterion = build_criterion(cfg, device)
+    matcher = build_matcher(cfg, batched=True, device=device)
     return Trainer(model=model, net=net, criterion=criterion, optimizer=optimizer, schedule=schedule,
                    device=device, matcher=matcher, scaler=scaler, amp_dtype=amp_dtype)
 
@@ -226,8 +215,7 @@ def batch_stream(root: Path, cfg, args: argparse.Namespace, spec: LoaderSpec, de
     of the images repeated (as train_ssd.py concatenates datasets), so no worker restarts while
     measuring, as on a real dataset whose epochs are long."""
     per_sample = spec.matcher == "per-sample"
-    target_transform = (MatchPrior(cfg.priors, cfg.center_variance, cfg.size_variance, MATCH_IOU)
-                        if per_sample else None)
+    target_transform = build_matcher(cfg) if per_sample else None
     transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
     dataset = open_dataset("coco", root, split="train", transform=transform, target_transform=target_transform)
     if len(dataset) < args.batch_size:
@@ -392,7 +380,7 @@ def results_of(cases: list[Case], args: argparse.Namespace, device: torch.device
             "first_batch_ms": round(c.first_batch_ms, 1) if c.first_batch_ms is not None else None,
             "cpu_ms_per_image": round(cpu_ms, 2), "worker_cpu_ms_per_image": round(worker_ms, 2),
             "cpu_ratio": round(bound_ms / max(1e-9, cpu_ms + worker_ms), 3),
-            "steps": args.steps, "repeats": args.repeats, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "steps": args.steps, "repeats": args.repeats, common.LOAD_KEY: common.load_average(),
             "malloc": malloc_setting(args), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__,
         })
@@ -433,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--nets", nargs="+", type=str.lower, default=["mb2-ssd-lite", "mb1-ssd"], metavar="NET",
                    help=f"nets to measure, of: {', '.join(NET_NAMES)}")
-    p.add_argument("--resolution", type=int_range(64, 2048), default=300, help="net input size in pixels")
+    add_resolution_arg(p, 300, "net input size in pixels")
     p.add_argument("--batch-size", type=int_range(2, 4096), default=16, help="images per step")
     p.add_argument("--workers", nargs="*", type=non_negative_int, default=[0, 2],
                    help="DataLoader worker counts to measure with train_ssd.py's loader (0: load in the main "
@@ -473,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else contiguous)")
     p.add_argument("--compile", action="store_true", help="torch.compile the net in every case")
     p.add_argument("--keep-freed-memory", action="store_true",
-                   help="glibc malloc keeps freed memory (vision.utils.allocator.keep_freed_memory; the effect of "
+                   help="glibc malloc keeps freed memory (bench/allocator.py keep_freed_memory; the effect of "
                         "the MALLOC_*_ environment settings in reference.md)")
     p.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default=None,
                    help="re-run under this OpenMP wait policy (default: the environment's OMP_WAIT_POLICY, else "
@@ -517,15 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in args.loader_variants:
         LoaderSpec.parse(v)
     if args.keep_freed_memory:
-        from vision.utils.allocator import keep_freed_memory
+        from allocator import keep_freed_memory
         if not keep_freed_memory():
             log.warning("--keep-freed-memory: not glibc; the allocator is unchanged")
-    threads = args.threads or cpu_count()
+    threads = args.threads or common.cpu_count()
     torch.set_num_threads(threads)
-    if args.device:
-        device = parse_device(args.device)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     log.info("torch %s, %s, %d threads, device %s, OMP_WAIT_POLICY %s, load average %.2f", torch.__version__,

@@ -1,4 +1,4 @@
-"""vision.utils.allocator.keep_freed_memory: a freed large buffer is reused without new page faults.
+"""bench/allocator.py keep_freed_memory: a freed large buffer is reused without new page faults.
 
 Runs in a subprocess: the setting is process-wide and must not leak into the test process.
 """
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, resource, sys
 import torch
-from vision.utils.allocator import keep_freed_memory
+from bench.allocator import keep_freed_memory
 ok = keep_freed_memory() if sys.argv[1] == "keep" else None
 def forward_like():
     # activation-sized buffers, each freed after the next one exists, as in a CNN forward

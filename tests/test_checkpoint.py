@@ -1,4 +1,4 @@
-"""vision.utils.checkpoint: names, atomic save/load, newest-valid fallback, pruning, RNG states."""
+"""vision.training.checkpoint: names, atomic save/load, newest-valid fallback, pruning, RNG states."""
 import os
 import random
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vision.utils.checkpoint import (BEST_NAME, capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
+from vision.training import checkpoint as checkpoint_module
+from vision.training.checkpoint import (BEST_NAME, TrainingCheckpoint, capture_rng_state, checkpoint_name, find_latest_valid_checkpoint,
                                      link_best, list_checkpoints, load_checkpoint, parse_checkpoint_name,
                                      prune_checkpoints, remove_stale_temp_files_in, restore_rng_state,
                                      save_checkpoint)
@@ -138,7 +139,7 @@ def test_resume_skips_a_checkpoint_with_nan_buffers(tmp_path, caplog):
 
 
 def test_a_model_with_nan_is_never_saved(tmp_path):
-    from vision.utils.checkpoint import nonfinite_tensors
+    from vision.training.checkpoint import nonfinite_tensors
     from vision.utils.misc import Failure
 
     state = _state(0)
@@ -148,3 +149,25 @@ def test_a_model_with_nan_is_never_saved(tmp_path):
     with pytest.raises(Failure, match="NaN/inf"):
         save_checkpoint(tmp_path / checkpoint_name("n", 0, 1.0), state)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_checkpoint_writes_the_documented_keys_and_reads_older_files(tmp_path):
+    """The module docstring lists exactly the keys written; a file from before a key existed still loads."""
+    doc = checkpoint_module.__doc__.split("::")[1].split("\n\n")[1]
+    documented = set()
+    for line in doc.splitlines():
+        if line.startswith("    ") and not line.startswith("     "):
+            documented.update(k.strip() for k in line.strip().split("  ")[0].split(","))
+    ckpt = TrainingCheckpoint(epoch=2, model={"w": torch.ones(2)}, step_in_epoch=3, samples_in_epoch=12,
+                              class_names=["BACKGROUND", "a"], net="mb1-ssd", resolution=300)
+    assert set(ckpt.to_dict()) == documented and len(documented) == 19
+    path = ckpt.save(tmp_path / checkpoint_name("mb1-ssd", 2, step_in_epoch=3))
+    back = TrainingCheckpoint.load(path)
+    assert back.interrupted and back.samples_in_epoch == 12 and torch.equal(back.model["w"], torch.ones(2))
+    assert back.to_dict().keys() == ckpt.to_dict().keys()
+    old = _state(4)  # an older file: no samples_in_epoch, scaler, nonfinite_steps, world_size, ...
+    save_checkpoint(tmp_path / "old.pth", old)
+    read = TrainingCheckpoint.load(tmp_path / "old.pth")
+    assert (read.epoch, read.step_in_epoch, read.samples_in_epoch, read.nonfinite_steps, read.scaler) == (4, 0, 0, 0,
+                                                                                                          None)
+    assert not read.interrupted and read.args["net"] == "mb1-ssd"

@@ -6,21 +6,16 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_server import http_server  # noqa: E402,F401  (pytest fixture)
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import coco_downloader  # noqa: E402
-from vision.utils import download as dl  # noqa: E402
-from vision.utils.misc import run_main  # noqa: E402
+import coco_downloader
+from tests.conftest import run_script as _run_script
+from tests.http_server import http_server  # noqa: F401  (pytest fixture)
+from vision.utils import download as dl
+from vision.utils.misc import run_main
 
 FAST = ["--retry-backoff", "0.01", "--timeout", "10"]
 
@@ -46,8 +41,7 @@ def serve_coco(www: Path) -> dict[str, bytes]:
 
 
 def run_script(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "coco_downloader.py", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return _run_script("coco_downloader.py", *args, timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- script

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -20,7 +18,7 @@ from vision.evaluation.detection import ImageDetections
 from vision.evaluation.voc import GroundTruth, voc_average_precisions
 from vision.utils.misc import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, run_script
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -435,7 +433,7 @@ def test_unreadable_image_is_one_line_user_error():
 
 # ----------------------------------------------------------------------------- eval_ssd.py
 def _run(args, cwd=REPO):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return run_script(*args, cwd=cwd)
 
 
 def _save_checkpoint(folder: Path, class_names, net_name="mb1-ssd-lite", resolution=128, seed=0):

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import fix_coco_annotations as fca  # noqa: E402
+import fix_coco_annotations as fca
+from tests.conftest import run_script as _run_script
 
 CATS = [(1, "person"), (3, "car"), (18, "dog"), (90, "toothbrush")]  # gapped, like COCO
 
@@ -48,8 +45,7 @@ def make_root(tmp_path: Path, splits=("train", "val"), mutate=None) -> Path:
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "fix_coco_annotations.py", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    return _run_script("fix_coco_annotations.py", *args, timeout=60)
 
 
 def test_fix_then_second_run_is_noop(tmp_path):

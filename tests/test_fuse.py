@@ -1,4 +1,4 @@
-"""vision.utils.fuse.fold_batch_norm: same outputs (1e-4), no BatchNorm left where one can fold,
+"""vision.ssd.fuse.fold_batch_norm: same outputs (1e-4), no BatchNorm left where one can fold,
 the SSD's taps and the original net untouched."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vision.ssd import registry
-from vision.utils.fuse import count_batch_norms, fold_batch_norm
+from vision.ssd.fuse import count_batch_norms, fold_batch_norm
 
 
 def _randomize_bn(net: nn.Module, seed: int = 0) -> None:
@@ -107,3 +107,33 @@ def test_unsafe_pairs_are_left_alone(cls) -> None:
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(net(x), folded(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("factory", ["create_predictor", "create_mobilenetv1_ssd_predictor"])
+def test_default_predictor_runs_a_folded_copy_with_the_same_detections(factory: str) -> None:
+    """Every predictor factory (ours and upstream's create_*_predictor) folds by default: the same
+    detections as the unfused net within 1e-4, and the caller's net is left exactly as it was."""
+    import numpy as np
+
+    from vision.ssd import mobilenetv1_ssd
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    net = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
+    _randomize_bn(net)
+    net.train()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    make = create_predictor if factory == "create_predictor" else mobilenetv1_ssd.create_mobilenetv1_ssd_predictor
+    folded = make(net)
+    assert folded.net is not net and count_batch_norms(folded.net) == 0
+    assert net.training and count_batch_norms(net) > 0  # not put in eval mode, not folded in place
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    plain = create_predictor(net, optimize=False)
+    assert plain.net is net
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        for a, b in zip(folded.run(x), plain.run(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    image = (np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)
+    for a, b in zip(folded.predict(image, prob_threshold=0.0), plain.predict(image, prob_threshold=0.0)):
+        torch.testing.assert_close(a.float(), b.float(), atol=1e-3, rtol=1e-4)

@@ -1,7 +1,6 @@
 """Weight files: safe reading, strict fitting with one-line errors, pretrained backbones."""
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -10,14 +9,9 @@ import torch
 import torchvision
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from vision.nn.torchvision_import import _decimate_fc  # noqa: E402
-from vision.ssd import registry  # noqa: E402
-from vision.utils import model_io  # noqa: E402
-from vision.utils.misc import UserError  # noqa: E402
+from vision.nn.torchvision_import import _decimate_fc
+from vision.ssd import model_io, registry
+from vision.utils.misc import UserError
 
 RES = 160  # weights do not depend on the resolution; small inputs keep the tests fast
 
@@ -169,13 +163,13 @@ def test_old_files_without_bn_counters_load(tmp_path):
 def test_guess_net_name_and_classes(name):
     sd = meta_net(name, 7).state_dict()
     # the two SqueezeNet layouts differ only in pool rounding: weights alone say upstream's
-    assert model_io.guess_net_name(sd) == ("sq-ssd-lite" if name == "sq-ssd-lite-tv" else name)
+    assert registry.guess_net_name(sd) == ("sq-ssd-lite" if name == "sq-ssd-lite-tv" else name)
     assert model_io.infer_num_classes(sd) == 7
 
 
 def test_guess_unknown():
     sd = {"fc.weight": torch.zeros(2, 3)}
-    assert model_io.guess_net_name(sd) is None and model_io.infer_num_classes(sd) is None
+    assert registry.guess_net_name(sd) is None and model_io.infer_num_classes(sd) is None
     assert "unknown net" in model_io.describe_weights(sd)
 
 

@@ -17,13 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from vision.ssd import registry  # noqa: E402
-from vision.ssd.ssd import SSD  # noqa: E402
-from vision.utils.misc import UserError  # noqa: E402
+from vision.ssd import registry
+from vision.ssd.ssd import SSD
+from vision.utils.misc import UserError
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 SNAPSHOT_CLASSES = 21

@@ -2,23 +2,18 @@
 ONNX Runtime check, --model-dir's lowest-loss pick, priors rebuilt for another resolution, errors."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tests.conftest import REPO, run_script
 
 CLASSES = ["BACKGROUND", "apple", "banana"]
 
 
 def _run(args, cwd=REPO):
-    return subprocess.run([sys.executable, "onnx_export.py", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return run_script("onnx_export.py", *args, cwd=cwd)
 
 
 def _net(seed, resolution=128, is_test=False):

@@ -7,22 +7,16 @@ import csv
 import json
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
-import os
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_server import http_server  # noqa: E402,F401  (pytest fixture)
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import open_images_downloader as oid  # noqa: E402
+import open_images_downloader as oid
+from tests.conftest import run_script as _run_script
+from tests.http_server import http_server  # noqa: F401  (pytest fixture)
 
 CLASSES = {"/m/014j1m": "Apple", "/m/0cyhj_": "Orange", "/m/09qck": "Banana", "/m/01yrx": "Cat"}
 MID = {v: k for k, v in CLASSES.items()}
@@ -65,10 +59,9 @@ def make_mirror(www: Path) -> None:
 
 
 def run_script(server, data: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "open_images_downloader.py", "--data", str(data),
-                           "--base-url", server.url("meta/"), "--images-base-url", server.url("img/"),
-                           "--retry-backoff", "0.01", "--timeout", "10", "--num-workers", "4", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    return _run_script("open_images_downloader.py", "--data", data, "--base-url", server.url("meta/"),
+                       "--images-base-url", server.url("img/"), "--retry-backoff", "0.01", "--timeout", "10",
+                       "--num-workers", "4", *args, timeout=60)
 
 
 def read_sub(data: Path, split: str) -> list[dict]:
@@ -215,11 +208,9 @@ def test_download_then_train_one_epoch(http_server, tmp_path):
     r = run_script(http_server, data, "--class-names", "Apple,Banana")
     assert r.returncode == 0, r.stderr
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "train_ssd.py", "--dataset-type", "open_images", "--data", str(data),
-                        "--net", "mb1-ssd-lite", "--resolution", "128", "--epochs", "1", "--batch-size", "2",
-                        "--workers", "0", "--seed", "0", "--checkpoint-folder", str(run)],
-                       cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = _run_script("train_ssd.py", "--dataset-type", "open_images", "--data", data, "--net", "mb1-ssd-lite",
+                    "--resolution", "128", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--seed", "0",
+                    "--checkpoint-folder", run, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "labels.txt").read_text().split() == ["BACKGROUND", "Apple", "Banana"]
     assert list(run.glob("mb1-ssd-lite-Epoch-0-Loss-*.pth"))

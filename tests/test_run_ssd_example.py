@@ -1,25 +1,20 @@
 """run_ssd_example.py end to end: annotated images, printed detections, ONNX Runtime = PyTorch, errors."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tests.conftest import REPO, run_script
 SCRIPT = str(REPO / "run_ssd_example.py")
 CLASSES = ["BACKGROUND", "apple", "banana"]
 RES = 128
 
 
 def _run(args, cwd):
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return run_script("run_ssd_example.py", *args, cwd=cwd)
 
 
 def _detections(stdout: str) -> dict[str, list[tuple[str, float, list[float]]]]:

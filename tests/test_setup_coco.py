@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_server import http_server  # noqa: E402,F401  (pytest fixture)
+from tests.http_server import http_server  # noqa: F401  (pytest fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,9 +112,7 @@ def test_help():
 @pytest.mark.slow
 def test_demo(tmp_path):
     if importlib.util.find_spec("vision.datasets.synthetic") is None:
-        sys.path.insert(0, str(REPO))
-        if importlib.util.find_spec("vision.datasets.synthetic") is None:
-            pytest.skip("vision.datasets.synthetic (data owner) not written yet")
+        pytest.skip("vision.datasets.synthetic (data owner) not written yet")
     data = tmp_path / "demo"
     r = run_setup("--demo", "--path", str(data), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -128,7 +125,6 @@ def test_demo(tmp_path):
     assert ids == list(range(1, len(ids) + 1)) and all("original_id" in c for c in d["categories"])
     r = run_setup("--demo", "--path", str(data), cwd=tmp_path)
     assert r.returncode == 0 and "already" in r.stderr
-    sys.path.insert(0, str(REPO))
     if importlib.util.find_spec("vision.datasets.coco_dataset") is None:
         return  # loader (data owner) not written yet
     from vision.datasets.coco_dataset import COCODataset

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from vision.datasets.image_io import load_image_rgb
 from vision.datasets.synthetic import CLASSES, generate_coco_dataset, rle_encode
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, run_script
 ORIGINAL_IDS = [1, 3, 7, 18, 44, 90]
 
 
@@ -214,20 +212,19 @@ def test_overwrite_refused_when_asked(tmp_path):
 
 
 def test_cli(tmp_path):
-    out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, "-m", "vision.datasets.synthetic", str(out), "--train", "4", "--val", "2",
-                        "--seed", "7", "--fixed", "--image-size", "160", "120"],
-                       cwd=REPO, capture_output=True, text=True)
+    """``python3 -m vision.datasets.synthetic`` from another folder (the repository on PYTHONPATH);
+    a relative OUT is relative to that folder."""
+    env = {"PYTHONPATH": str(REPO)}
+    r = run_script("-m vision.datasets.synthetic", "cli", "--train", "4", "--val", "2", "--seed", "7", "--fixed",
+                   "--image-size", "160", "120", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert "train: 4 images" in r.stdout
-    data = _load(out, "train")
+    data = _load(tmp_path / "cli", "train")
     assert "pytorch_ssd_fixed" in data and len(data["images"]) == 4
     assert all(100 <= im["width"] <= 190 for im in data["images"])
     for bad in (["--train", "-1"], ["--image-size", "10", "10"], ["--train", "0", "--val", "0"]):
-        r = subprocess.run([sys.executable, "-m", "vision.datasets.synthetic", str(tmp_path / "x"), *bad],
-                           cwd=REPO, capture_output=True, text=True)
+        r = run_script("-m vision.datasets.synthetic", tmp_path / "x", *bad, cwd=tmp_path, env=env)
         assert r.returncode == 2, (bad, r.stderr)
         assert "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "vision.datasets.synthetic", "--help"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = run_script("-m vision.datasets.synthetic", "--help", cwd=tmp_path, env=env)
     assert r.returncode == 0 and "--fixed" in r.stdout

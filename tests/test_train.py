@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, run_script
 SCRIPT = str(REPO / "train_ssd.py")
 NET = "mb1-ssd-lite"
 
@@ -42,8 +42,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def train(*args, check=True, timeout=300):
-    r = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                       timeout=timeout, env=ENV)
+    r = run_script("train_ssd.py", *args, timeout=timeout, env=ENV)
     if check and r.returncode != 0:
         raise AssertionError(f"train_ssd.py exited {r.returncode}:\n{r.stderr[-4000:]}")
     return r
@@ -58,7 +57,7 @@ def run_inprocess(argv, capsys):
 
 
 def checkpoints(folder):
-    from vision.utils.checkpoint import list_checkpoints
+    from vision.training.checkpoint import list_checkpoints
     return list_checkpoints(folder)
 
 
@@ -497,7 +496,7 @@ def test_ctrl_c_to_the_process_group_with_workers_stops_once_and_saves(data, tmp
 
 
 def test_memory_format_rule():
-    from train_ssd import use_channels_last
+    from vision.training.compute import use_channels_last
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_channels_last("auto", cpu) and not use_channels_last("auto", cpu, amp=True)

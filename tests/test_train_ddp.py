@@ -18,7 +18,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def test_two_process_gloo_run_and_single_process_resume(tmp_path):
     from vision.datasets.synthetic import generate_coco_dataset
     from vision.ssd.registry import create_net
-    from vision.utils.checkpoint import list_checkpoints
+    from vision.training.checkpoint import list_checkpoints
 
     data = tmp_path / "syn"
     generate_coco_dataset(data, 12, 4, seed=2)

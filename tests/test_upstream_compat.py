@@ -227,7 +227,7 @@ def test_seed_checkpoint_without_optimizer_entry(tmp_path):
 
 
 def test_seed_checkpoint_is_not_a_resumable_checkpoint_of_ours(tmp_path):
-    from vision.utils.checkpoint import load_checkpoint
+    from vision.training.checkpoint import load_checkpoint
 
     path = tmp_path / "seed.pth"
     _seed_checkpoint(path)

@@ -12,10 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import validate_image_files as vif  # noqa: E402
+import validate_image_files as vif
+from tests.conftest import run_script as _run_script
 
 GOOD = ["rgb.jpg", "gray.jpg", "pic.png", "sub/nested.jpg", "trailing.jpg"]
 BAD = {"truncated.jpg": "truncated JPEG", "empty.jpg": "zero-byte", "notes.jpg": "OpenCV cannot decode",
@@ -49,8 +47,7 @@ def make_folder(root: Path) -> Path:
 
 
 def run_script(*args: str, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "validate_image_files.py", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, stdin=stdin)
+    return _run_script("validate_image_files.py", *args, timeout=120, stdin=stdin)
 
 
 def test_quarantine_default(tmp_path):

@@ -1,14 +1,7 @@
 """Shared set-up of the reliability tests (hostile input, load)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the helpers module `hostile`
-    sys.path.insert(0, str(HERE))
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from tests.conftest import REPO, run_script
 
 # The nets the end-to-end checks use: the cheapest to build, at the smallest resolution.
 NET = "sq-ssd-lite"
@@ -48,9 +45,8 @@ def run_inproc(script: str, argv: Sequence[str], capsys) -> tuple[int, str, str]
 def run_subprocess(script: str, argv: Sequence[str], cwd: Path | None = None, timeout: float = 300,
                    env: dict | None = None) -> subprocess.CompletedProcess:
     """``python3 script.py ARGV`` in the repository root (or ``cwd``)."""
-    return subprocess.run([sys.executable, str(REPO / f"{script}.py"), *map(str, argv)], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return run_script(f"{script}.py", *argv, cwd=cwd or REPO, timeout=timeout,
+                      env={"OMP_NUM_THREADS": "1", **(env or {})})
 
 
 def error_lines(err: str) -> list[str]:

@@ -18,9 +18,7 @@ import pytest
 
 from crash_runner import REPO, Child
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/: the shared local HTTP server
-from http_server import http_server  # noqa: E402,F401  (pytest fixture)
+from tests.http_server import http_server  # noqa: F401  (pytest fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -33,11 +33,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from vision.datasets.synthetic import generate_coco_dataset
-    root = tmp_path_factory.mktemp("crash_train_data") / "syn"
-    generate_coco_dataset(root, 8, 4, seed=5, image_size=(96, 72))
-    return root
+def data(tiny_coco):
+    return tiny_coco
 
 
 def train_args(data: Path, folder: Path) -> list[str]:
@@ -52,7 +49,7 @@ def train(*args, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def checkpoints(folder: Path) -> list[Path]:
-    from vision.utils.checkpoint import list_checkpoints
+    from vision.training.checkpoint import list_checkpoints
     return list_checkpoints(folder)
 
 

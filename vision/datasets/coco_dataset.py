@@ -24,7 +24,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -146,6 +146,119 @@ def _lookup(sorted_keys: np.ndarray, order: np.ndarray, values: np.ndarray) -> t
     return order[pos], found
 
 
+def _check_top_level(data: Any, src: str) -> bool:
+    """The file is an object with images/annotations/categories lists; returns whether it is in the
+    fixed format (fix_coco_annotations.py), whose version this code must understand."""
+    if not isinstance(data, dict):
+        raise UserError(f"{src}: top level must be a JSON object with images/annotations/categories, "
+                        f"got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            hint = " (an image_info file has no boxes to train on)" if key == "annotations" else ""
+            raise UserError(f"{src}: missing '{key}'{hint}")
+        if not isinstance(data[key], list):
+            raise UserError(f"{src}: '{key}' must be a list, got {type(data[key]).__name__}")
+    fixed = is_fixed_coco(data)
+    if fixed and not (isinstance(data[FIXED_MARKER], dict)
+                      and type(data[FIXED_MARKER].get("version")) is int):
+        raise UserError(f"{src}: '{FIXED_MARKER}' must be an object with an integer 'version'")
+    if fixed and data[FIXED_MARKER]["version"] > FIXED_VERSION:
+        raise UserError(f"{src}: fixed-format version {data[FIXED_MARKER]['version']} is newer than "
+                        f"this code understands ({FIXED_VERSION})")
+    return fixed
+
+
+class _Images(NamedTuple):
+    ids: np.ndarray  # [n] int64, file order
+    order: np.ndarray  # argsort of ids
+    sorted_ids: np.ndarray
+    file_names: list[str]
+    widths: np.ndarray  # [n] float64, NaN where the file has no usable size
+    heights: np.ndarray
+
+
+def _index_images(images: list, src: str) -> _Images:
+    """Image ids (integers, unique) and file names (non-empty strings), with their sizes."""
+    try:
+        img_ids_list = [im["id"] for im in images]
+        file_names = [im["file_name"] for im in images]
+    except (KeyError, TypeError):
+        k = _first_bad(images, lambda im: isinstance(im, dict) and "id" in im and "file_name" in im)
+        raise UserError(f"{src}: images[{k}] needs 'id' and 'file_name'") from None
+    k = _first_bad(img_ids_list, _is_int)
+    if k >= 0:
+        raise UserError(f"{src}: images[{k}] has a {_int_problem(img_ids_list[k])} id {img_ids_list[k]!r}")
+    k = _first_bad(file_names, lambda s: isinstance(s, str) and s != "")
+    if k >= 0:
+        raise UserError(f"{src}: image id {img_ids_list[k]} has an invalid file_name {file_names[k]!r}")
+    img_ids = np.array(img_ids_list, dtype=np.int64).reshape(-1)
+    img_order = np.argsort(img_ids, kind="stable")
+    img_sorted = img_ids[img_order]
+    if len(img_sorted) > 1:
+        dup = np.unique(img_sorted[1:][img_sorted[1:] == img_sorted[:-1]])
+        if len(dup):
+            raise UserError(f"{src}: duplicate image ids: {format_ids(dup.tolist())}")
+    widths = np.array([_dim(im.get("width")) for im in images], dtype=np.float64).reshape(-1)
+    heights = np.array([_dim(im.get("height")) for im in images], dtype=np.float64).reshape(-1)
+    return _Images(img_ids, img_order, img_sorted, file_names, widths, heights)
+
+
+class _Annotations(NamedTuple):
+    items: list  # the file's annotation dicts (for ids in messages)
+    img_idx: np.ndarray  # [m] index into the images
+    labels: np.ndarray  # [m] int64 1..K
+    boxes: np.ndarray  # [m, 4] float64 x, y, w, h as in the file
+    crowd: np.ndarray  # [m] bool
+
+
+def _read_annotations(anns: list, src: str, images: _Images, file_cat_ids: np.ndarray) -> _Annotations:
+    """Every annotation's image (must exist), label (its category must exist), bbox (4 numbers) and
+    iscrowd, checked type by type (numpy would turn JSON true into 1 and 2**70 into an object array)."""
+    n_ann = len(anns)
+    try:
+        a_img = [a["image_id"] for a in anns]
+        a_cat = [a["category_id"] for a in anns]
+        a_box = [a["bbox"] for a in anns]
+        a_crowd = [a.get("iscrowd", 0) for a in anns]
+    except (KeyError, TypeError, AttributeError):
+        k = _first_bad(anns, lambda a: isinstance(a, dict) and all(x in a for x in
+                                                                   ("image_id", "category_id", "bbox")))
+        raise UserError(f"{src}: {_ann_desc(anns, k)} needs 'image_id', 'category_id' and 'bbox'") from None
+    k = _first_bad(a_img, _is_int)
+    if k >= 0:
+        raise UserError(f"{src}: {_ann_desc(anns, k)} has a {_int_problem(a_img[k])} image_id {a_img[k]!r}")
+    k = _first_bad(a_cat, _is_int)
+    if k >= 0:
+        raise UserError(f"{src}: {_ann_desc(anns, k)} has a {_int_problem(a_cat[k])} category_id {a_cat[k]!r}")
+    a_img_arr = np.array(a_img, dtype=np.int64).reshape(-1)
+    a_cat_arr = np.array(a_cat, dtype=np.int64).reshape(-1)
+    img_idx, found = _lookup(images.sorted_ids, images.order, a_img_arr.astype(np.int64))
+    if not found.all():
+        bad = np.flatnonzero(~found)
+        raise UserError(f"{src}: {len(bad)} annotation(s) reference unknown image ids: "
+                        + format_ids([f"{_ann_desc(anns, k)} -> image {a_img[k]}" for k in bad[:5]], 3))
+    cat_order = np.argsort(file_cat_ids)
+    labels_idx, found = _lookup(file_cat_ids[cat_order], cat_order, a_cat_arr.astype(np.int64))
+    if not found.all():
+        bad = np.flatnonzero(~found)
+        raise UserError(f"{src}: {len(bad)} annotation(s) reference unknown category ids: "
+                        + format_ids([f"{_ann_desc(anns, k)} -> category {a_cat[k]}" for k in bad[:5]], 3))
+    labels = labels_idx.astype(np.int64) + 1
+    try:
+        box_arr = np.array(a_box) if n_ann else np.zeros((0, 4))
+    except (ValueError, TypeError):
+        box_arr = np.zeros(0)
+    if box_arr.ndim != 2 or box_arr.shape[1] != 4 or box_arr.dtype.kind not in "fiu":
+        k = _first_bad(a_box, lambda b: isinstance(b, list) and len(b) == 4 and all(map(_is_num, b)))
+        raise UserError(f"{src}: {_ann_desc(anns, k)} has an invalid bbox {a_box[k]!r} "
+                        f"(expected [x, y, width, height] numbers)")
+    crowd_arr = np.array(a_crowd) if n_ann else np.zeros(0, np.int64)
+    if crowd_arr.dtype.kind not in "biuf" or crowd_arr.ndim != 1:
+        k = _first_bad(a_crowd, lambda v: type(v) in (int, bool, float))
+        raise UserError(f"{src}: {_ann_desc(anns, k)} has an invalid iscrowd {a_crowd[k]!r}")
+    return _Annotations(anns, img_idx, labels, box_arr.astype(np.float64), crowd_arr != 0)
+
+
 class COCODataset(DetectionDataset):
     """COCO-format detection dataset (upstream-compatible ``__getitem__``).
 
@@ -182,26 +295,24 @@ class COCODataset(DetectionDataset):
 
     # ------------------------------------------------------------------ index building
     def _build(self, data: Any) -> None:
+        """Check the file and index it: categories -> labels, images, annotations, box checks, then
+        the images and boxes kept (each step raises a one-line UserError naming what is wrong)."""
         src = str(self.ann_file)
-        if not isinstance(data, dict):
-            raise UserError(f"{src}: top level must be a JSON object with images/annotations/categories, "
-                            f"got {type(data).__name__}")
-        for key in ("images", "annotations", "categories"):
-            if key not in data:
-                hint = " (an image_info file has no boxes to train on)" if key == "annotations" else ""
-                raise UserError(f"{src}: missing '{key}'{hint}")
-            if not isinstance(data[key], list):
-                raise UserError(f"{src}: '{key}' must be a list, got {type(data[key]).__name__}")
-        fixed = is_fixed_coco(data)
-        if fixed and not (isinstance(data[FIXED_MARKER], dict)
-                          and type(data[FIXED_MARKER].get("version")) is int):
-            raise UserError(f"{src}: '{FIXED_MARKER}' must be an object with an integer 'version'")
-        if fixed and data[FIXED_MARKER]["version"] > FIXED_VERSION:
-            raise UserError(f"{src}: fixed-format version {data[FIXED_MARKER]['version']} is newer than "
-                            f"this code understands ({FIXED_VERSION})")
+        fixed = _check_top_level(data, src)
+        file_cat_ids = self._index_categories(data["categories"], src, fixed)
+        images = _index_images(data["images"], src)
+        anns = _read_annotations(data["annotations"], src, images, file_cat_ids)
+        corners, invalid, degenerate = self._check_boxes(anns, images, src)
+        self._keep(images, anns, corners, invalid, degenerate)
+        self._log_summary(src)
+        if not self.image_ids:
+            raise UserError(f"{src}: no usable images ({self.stats['images_in_file']} listed, "
+                            f"{self.stats['images_missing']} missing from {self.image_dir}, "
+                            f"{self.stats['images_without_boxes_dropped']} without boxes dropped)")
 
-        # categories -> contiguous labels 1..K in order of the file's ids
-        cats = _check_categories(data["categories"], src, fixed)
+    def _index_categories(self, categories: Any, src: str, fixed: bool) -> np.ndarray:
+        """Categories -> contiguous labels 1..K in order of the file's ids; returns the file's ids."""
+        cats = _check_categories(categories, src, fixed)
         self.is_fixed = fixed or all("original_id" in c for c in cats)
         file_cat_ids = np.array([c["id"] for c in cats], dtype=np.int64)
         original = [c["original_id"] if type(c.get("original_id")) is int else c["id"] for c in cats]
@@ -212,83 +323,16 @@ class COCODataset(DetectionDataset):
         if not self.is_fixed and file_cat_ids[0] == 0:
             log.warning("%s: category ids start at 0: this file looks renumbered by an old fixer, so the "
                         "original COCO ids are unknown (results will use these ids)", src)
+        return file_cat_ids
 
-        # images
-        images = data["images"]
-        try:
-            img_ids_list = [im["id"] for im in images]
-            file_names = [im["file_name"] for im in images]
-        except (KeyError, TypeError):
-            k = _first_bad(images, lambda im: isinstance(im, dict) and "id" in im and "file_name" in im)
-            raise UserError(f"{src}: images[{k}] needs 'id' and 'file_name'") from None
-        k = _first_bad(img_ids_list, _is_int)
-        if k >= 0:
-            raise UserError(f"{src}: images[{k}] has a {_int_problem(img_ids_list[k])} id {img_ids_list[k]!r}")
-        k = _first_bad(file_names, lambda s: isinstance(s, str) and s != "")
-        if k >= 0:
-            raise UserError(f"{src}: image id {img_ids_list[k]} has an invalid file_name {file_names[k]!r}")
-        img_ids = np.array(img_ids_list, dtype=np.int64).reshape(-1)
-        img_order = np.argsort(img_ids, kind="stable")
-        img_sorted = img_ids[img_order]
-        if len(img_sorted) > 1:
-            dup = np.unique(img_sorted[1:][img_sorted[1:] == img_sorted[:-1]])
-            if len(dup):
-                raise UserError(f"{src}: duplicate image ids: {format_ids(dup.tolist())}")
-        widths = np.array([_dim(im.get("width")) for im in images], dtype=np.float64).reshape(-1)
-        heights = np.array([_dim(im.get("height")) for im in images], dtype=np.float64).reshape(-1)
-
-        # annotations
-        anns = data["annotations"]
-        n_ann = len(anns)
-        try:
-            a_img = [a["image_id"] for a in anns]
-            a_cat = [a["category_id"] for a in anns]
-            a_box = [a["bbox"] for a in anns]
-            a_crowd = [a.get("iscrowd", 0) for a in anns]
-        except (KeyError, TypeError, AttributeError):
-            k = _first_bad(anns, lambda a: isinstance(a, dict) and all(x in a for x in
-                                                                       ("image_id", "category_id", "bbox")))
-            raise UserError(f"{src}: {_ann_desc(anns, k)} needs 'image_id', 'category_id' and 'bbox'") from None
-        # a type check per value: numpy would turn JSON true into 1 and 2**70 into an object array
-        k = _first_bad(a_img, _is_int)
-        if k >= 0:
-            raise UserError(f"{src}: {_ann_desc(anns, k)} has a {_int_problem(a_img[k])} image_id {a_img[k]!r}")
-        k = _first_bad(a_cat, _is_int)
-        if k >= 0:
-            raise UserError(f"{src}: {_ann_desc(anns, k)} has a {_int_problem(a_cat[k])} category_id {a_cat[k]!r}")
-        a_img_arr = np.array(a_img, dtype=np.int64).reshape(-1)
-        a_cat_arr = np.array(a_cat, dtype=np.int64).reshape(-1)
-        img_idx, found = _lookup(img_sorted, img_order, a_img_arr.astype(np.int64))
-        if not found.all():
-            bad = np.flatnonzero(~found)
-            raise UserError(f"{src}: {len(bad)} annotation(s) reference unknown image ids: "
-                            + format_ids([f"{_ann_desc(anns, k)} -> image {a_img[k]}" for k in bad[:5]], 3))
-        cat_order = np.argsort(file_cat_ids)
-        labels_idx, found = _lookup(file_cat_ids[cat_order], cat_order, a_cat_arr.astype(np.int64))
-        if not found.all():
-            bad = np.flatnonzero(~found)
-            raise UserError(f"{src}: {len(bad)} annotation(s) reference unknown category ids: "
-                            + format_ids([f"{_ann_desc(anns, k)} -> category {a_cat[k]}" for k in bad[:5]], 3))
-        labels = labels_idx.astype(np.int64) + 1
-        try:
-            box_arr = np.array(a_box) if n_ann else np.zeros((0, 4))
-        except (ValueError, TypeError):
-            box_arr = np.zeros(0)
-        if box_arr.ndim != 2 or box_arr.shape[1] != 4 or box_arr.dtype.kind not in "fiu":
-            k = _first_bad(a_box, lambda b: isinstance(b, list) and len(b) == 4 and all(map(_is_num, b)))
-            raise UserError(f"{src}: {_ann_desc(anns, k)} has an invalid bbox {a_box[k]!r} "
-                            f"(expected [x, y, width, height] numbers)")
-        box_arr = box_arr.astype(np.float64)
-        crowd_arr = np.array(a_crowd) if n_ann else np.zeros(0, np.int64)
-        if crowd_arr.dtype.kind not in "biuf" or crowd_arr.ndim != 1:
-            k = _first_bad(a_crowd, lambda v: type(v) in (int, bool, float))
-            raise UserError(f"{src}: {_ann_desc(anns, k)} has an invalid iscrowd {a_crowd[k]!r}")
-        crowd = crowd_arr != 0
-
-        # individual box checks: non-finite / negative size are invalid; then clip and drop slivers
+    def _check_boxes(self, anns: "_Annotations", images: "_Images",
+                     src: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(corner boxes clipped to the image, invalid, degenerate)``: a non-finite or negative-size
+        box is invalid (an error with ``strict``); a clipped box thinner than MIN_BOX_SIZE is degenerate."""
+        box_arr = anns.boxes
         invalid = ~np.isfinite(box_arr).all(axis=1) | (box_arr[:, 2] < 0) | (box_arr[:, 3] < 0)
         if invalid.any():
-            bad_ids = [anns[k].get("id") for k in np.flatnonzero(invalid)[:5]]
+            bad_ids = [anns.items[k].get("id") for k in np.flatnonzero(invalid)[:5]]
             if self.strict:
                 raise UserError(f"{src}: {int(invalid.sum())} annotation(s) with a non-finite or negative-size "
                                 f"bbox: ids {format_ids(bad_ids)}")
@@ -297,22 +341,27 @@ class COCODataset(DetectionDataset):
         with np.errstate(invalid="ignore", over="ignore"):
             corners[:, :2] = box_arr[:, :2]
             corners[:, 2:] = box_arr[:, :2] + box_arr[:, 2:]
-            w_lim = np.where(np.isfinite(widths), widths, np.inf)[img_idx]
-            h_lim = np.where(np.isfinite(heights), heights, np.inf)[img_idx]
+            w_lim = np.where(np.isfinite(images.widths), images.widths, np.inf)[anns.img_idx]
+            h_lim = np.where(np.isfinite(images.heights), images.heights, np.inf)[anns.img_idx]
             corners[:, 0] = np.clip(corners[:, 0], 0, w_lim)
             corners[:, 2] = np.clip(corners[:, 2], 0, w_lim)
             corners[:, 1] = np.clip(corners[:, 1], 0, h_lim)
             corners[:, 3] = np.clip(corners[:, 3], 0, h_lim)
             degenerate = ~invalid & (((corners[:, 2] - corners[:, 0]) < MIN_BOX_SIZE)
                                      | ((corners[:, 3] - corners[:, 1]) < MIN_BOX_SIZE))
-        keep_ann = ~invalid & ~degenerate
-        self._degenerate_examples = [anns[k].get("id") for k in np.flatnonzero(degenerate)[:5]]
+        self._degenerate_examples = [anns.items[k].get("id") for k in np.flatnonzero(degenerate)[:5]]
+        return corners, invalid, degenerate
 
-        # images: present on disk, and (unless keep_empty) with at least one training box
-        n_img = len(images)
+    def _keep(self, images: "_Images", anns: "_Annotations", corners: np.ndarray, invalid: np.ndarray,
+              degenerate: np.ndarray) -> None:
+        """Keep the images present on disk and (unless keep_empty) with a training box, and their
+        valid boxes, packed per image; fill ``stats``."""
+        keep_ann = ~invalid & ~degenerate
+        img_idx, crowd = anns.img_idx, anns.crowd
+        n_img = len(images.ids)
         present = np.ones(n_img, dtype=bool)
         if self.check_images:
-            present = self._present_on_disk(file_names)
+            present = self._present_on_disk(images.file_names)
         has_box = np.bincount(img_idx[keep_ann & ~crowd], minlength=n_img) > 0
         keep_img = present & (has_box | self.keep_empty)
 
@@ -321,13 +370,13 @@ class COCODataset(DetectionDataset):
         a_new = new_index[img_idx[keep_ann]]
         order = np.argsort(a_new, kind="stable")
         self._boxes = corners[keep_ann][order].astype(np.float32)
-        self._labels = labels[keep_ann][order]
+        self._labels = anns.labels[keep_ann][order]
         self._crowd = crowd[keep_ann][order]
         counts = np.bincount(a_new, minlength=int(keep_img.sum()))
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         kept = np.flatnonzero(keep_img)
-        self.image_ids: list[int] = img_ids[kept].tolist()
-        self._file_names: list[str] = [file_names[k] for k in kept]
+        self.image_ids: list[int] = images.ids[kept].tolist()
+        self._file_names: list[str] = [images.file_names[k] for k in kept]
 
         n_empty_total = int((~has_box & present).sum())
         self.stats = {
@@ -336,17 +385,12 @@ class COCODataset(DetectionDataset):
             "images_missing": int((~present).sum()),
             "images_without_boxes": n_empty_total,
             "images_without_boxes_dropped": 0 if self.keep_empty else n_empty_total,
-            "annotations_in_file": n_ann,
+            "annotations_in_file": len(anns.items),
             "boxes": int((keep_ann & ~crowd).sum()),
             "crowd_boxes": int((keep_ann & crowd).sum()),
             "invalid_boxes": int(invalid.sum()),
             "degenerate_boxes": int(degenerate.sum()),
         }
-        self._log_summary(src)
-        if not self.image_ids:
-            raise UserError(f"{src}: no usable images ({self.stats['images_in_file']} listed, "
-                            f"{self.stats['images_missing']} missing from {self.image_dir}, "
-                            f"{self.stats['images_without_boxes_dropped']} without boxes dropped)")
 
     def _present_on_disk(self, file_names: list[str]) -> np.ndarray:
         names = list_image_folder(self.image_dir)

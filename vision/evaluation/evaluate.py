@@ -21,6 +21,7 @@ import torch
 from vision.evaluation.coco import STAT_NAMES, evaluate_coco_dataset
 from vision.evaluation.detection import ImageDetections, detect_dataset
 from vision.evaluation.voc import collect_ground_truth, voc_average_precisions
+from vision.ssd.predictor import create_predictor
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +61,13 @@ def describe_map(record: dict) -> str:
 def make_predictor(net: Any, *, device: torch.device | str = "cpu", nms_method: str = "hard",
                    iou_threshold: float = 0.45, prob_threshold: float = 0.01, candidate_size: int = 200,
                    optimize: bool = True) -> Any:
-    """A Predictor using the net's own input size and normalization (``net.config``).
-
-    With ``optimize`` (default) the predictor runs an inference copy of the net
-    (``vision.utils.fuse.optimize_for_inference``: BatchNorm folded into the convolutions,
-    and on the CPU channels_last weights): same detections up to float rounding, 1.3-1.7x
-    faster forward on a CPU. The caller's net is then neither copied back nor put in eval
-    mode, so evaluating during training leaves it exactly as it was.
+    """``vision.ssd.predictor.create_predictor`` with evaluation's defaults (hard NMS, keep scores
+    down to 0.01): the inference copy of the net by default, the caller's net left as it was.
     A Predictor (e.g. an ``OnnxPredictor``) passed as ``net`` is returned unchanged.
     """
-    from vision.ssd.predictor import Predictor
-
-    if isinstance(net, Predictor):
-        return net
-    cfg = net.config
-    if optimize and isinstance(net, torch.nn.Module):
-        from vision.utils.fuse import optimize_for_inference
-
-        net = optimize_for_inference(net, channels_last=torch.device(device).type == "cpu")
-    return Predictor(net, cfg.image_size, cfg.image_mean, cfg.image_std, nms_method=nms_method,
-                     iou_threshold=iou_threshold, filter_threshold=prob_threshold,
-                     candidate_size=candidate_size, device=device)
+    return create_predictor(net, optimize=optimize, device=device, nms_method=nms_method,
+                            iou_threshold=iou_threshold, filter_threshold=prob_threshold,
+                            candidate_size=candidate_size)
 
 
 def metrics_record(metrics: dict) -> dict:

@@ -21,18 +21,16 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from vision.nn.init import xavier_init_
 from vision.utils.misc import UserError
 
 log = logging.getLogger(__name__)
 
-# SSD.arch -> torchvision model name whose ``features`` fit base_net
-TORCHVISION_TWIN: dict[str, str] = {
-    "mobilenet_v2": "mobilenet_v2",
-    "vgg16": "vgg16",
-    "squeezenet1_1": "squeezenet1_1",
-    "mobilenet_v3_large": "mobilenet_v3_large",
-    "mobilenet_v3_small": "mobilenet_v3_small",
-}
+# The torchvision classifiers whose ``features`` fit a backbone here. An SSD's ``arch`` (set where the
+# net is defined, in its vision.ssd variant module) names one of them when torchvision's ImageNet
+# weights fit its base_net; ``detect_torchvision_arch`` recognises the same names in a file.
+TORCHVISION_ARCHS: tuple[str, ...] = ("mobilenet_v2", "vgg16", "squeezenet1_1", "mobilenet_v3_large",
+                                      "mobilenet_v3_small")
 
 
 def detect_torchvision_arch(state_dict: Mapping[str, torch.Tensor]) -> str | None:
@@ -96,9 +94,9 @@ def map_torchvision_backbone(base_net: nn.Module, arch: str | None, state_dict: 
                              net_name: str | None = None) -> dict[str, torch.Tensor]:
     """A full ``base_net`` state_dict taken from torchvision ``state_dict`` (UserError if it does not fit)."""
     src_arch = detect_torchvision_arch(state_dict)
-    want = TORCHVISION_TWIN.get(arch or "")
+    want = arch if arch in TORCHVISION_ARCHS else None
     if want is None:
-        hint = _HINTS.get(arch or "", f"supported backbones: {', '.join(sorted(TORCHVISION_TWIN))}")
+        hint = _HINTS.get(arch or "", f"supported backbones: {', '.join(sorted(TORCHVISION_ARCHS))}")
         raise UserError(f"{source}: torchvision ImageNet weights do not fit {net_name or arch}'s backbone; {hint}")
     if src_arch != want:
         raise UserError(f"{source} holds {'torchvision ' + src_arch if src_arch else 'no known torchvision classifier'}"
@@ -137,15 +135,13 @@ def init_from_torchvision(net: nn.Module, torchvision_state_dict: Mapping[str, t
     The rest of the net (extras, heads, add-ons) is Xavier-initialised, as upstream's
     ``init_from_base_net``. Returns the number of tensors taken from the file.
     """
-    from vision.ssd.ssd import _xavier_init_
-
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in torchvision_state_dict.items()}
     mapped = map_torchvision_backbone(net.base_net, getattr(net, "arch", None), sd, source,
                                       getattr(net, "net_name", None))
     net.base_net.load_state_dict(mapped, strict=True)
     for part in (net.source_layer_add_ons, net.extras, net.classification_headers, net.regression_headers):
-        part.apply(_xavier_init_)
+        part.apply(xavier_init_)
     n = sum(1 for k in mapped if not k.endswith("num_batches_tracked"))
     log.info("loaded %d backbone tensors from %s (torchvision %s) into %s", n, source,
-             TORCHVISION_TWIN[net.arch], getattr(net, "net_name", None) or "net")
+             net.arch, getattr(net, "net_name", None) or "net")
     return n

@@ -4,11 +4,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..nn.mobilenet_v2 import InvertedResidual, MobileNetV2
+from .config import mobilenetv1_ssd_config as CONFIG
 from .heads import make_headers
-from .registry import create_upstream_predictor
+from .predictor import create_upstream_predictor
 from .ssd import SSD, GraphPath, configure
 
-CONFIG_MODULE = "mobilenetv1_ssd_config"
 # extras: (out channels, expand ratio), stride 2 each
 EXTRAS = ((512, 0.2), (256, 0.25), (256, 0.5), (64, 0.25))
 HEAD_KINDS = ("sep",) * 5 + ("1x1",)
@@ -36,8 +36,8 @@ def create_mobilenetv2_ssd_lite(num_classes: int, width_mult: float = 1.0, use_b
     cls, reg = make_headers(num_classes, channels, (6,) * 6, HEAD_KINDS, batch_norm=True, activation=nn.ReLU6)
     net = SSD(num_classes, base_net, [tap, len(base_net)], nn.ModuleList(extras), cls, reg,
               is_test=is_test, net_name="mb2-ssd-lite", arch="mobilenet_v2")
-    return configure(net, CONFIG_MODULE, image_size)
+    return configure(net, CONFIG.make_config, image_size)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_mobilenetv2_ssd_lite_predictor = create_upstream_predictor

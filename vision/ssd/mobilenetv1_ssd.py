@@ -7,11 +7,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..nn.mobilenet import MobileNetV1
+from .config import mobilenetv1_ssd_config as CONFIG
 from .heads import conv_extra, make_headers
-from .registry import create_upstream_predictor
+from .predictor import create_upstream_predictor
 from .ssd import SSD, configure
 
-CONFIG_MODULE = "mobilenetv1_ssd_config"
 # taps: after stage 11 (512 ch, stride 16) and the end of the trunk (1024 ch, stride 32)
 SOURCE_LAYER_INDEXES = (12, 14)
 # extras: (in, 1x1 mid, out), each halving the map
@@ -26,8 +26,8 @@ def create_mobilenetv1_ssd(num_classes: int, is_test: bool = False, *, image_siz
     net = SSD(num_classes, MobileNetV1(1001).model, SOURCE_LAYER_INDEXES,
               nn.ModuleList(conv_extra(*e) for e in EXTRAS), cls, reg,
               is_test=is_test, net_name="mb1-ssd", arch="mobilenet_v1")
-    return configure(net, CONFIG_MODULE, image_size)
+    return configure(net, CONFIG.make_config, image_size)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_mobilenetv1_ssd_predictor = create_upstream_predictor

@@ -5,8 +5,8 @@ from torch import nn
 
 from ..nn.mobilenet import MobileNetV1
 from .heads import conv_extra, make_headers
-from .mobilenetv1_ssd import BOXES_PER_LOCATION, CONFIG_MODULE, EXTRAS, HEAD_CHANNELS, SOURCE_LAYER_INDEXES
-from .registry import create_upstream_predictor
+from .mobilenetv1_ssd import BOXES_PER_LOCATION, CONFIG, EXTRAS, HEAD_CHANNELS, SOURCE_LAYER_INDEXES
+from .predictor import create_upstream_predictor
 from .ssd import SSD, configure
 
 HEAD_KINDS = ("sep",) * 5 + ("1x1",)
@@ -19,8 +19,8 @@ def create_mobilenetv1_ssd_lite(num_classes: int, is_test: bool = False, *,
     net = SSD(num_classes, MobileNetV1(1001).model, SOURCE_LAYER_INDEXES,
               nn.ModuleList(conv_extra(*e, separable=True) for e in EXTRAS), cls, reg,
               is_test=is_test, net_name="mb1-ssd-lite", arch="mobilenet_v1")
-    return configure(net, CONFIG_MODULE, image_size)
+    return configure(net, CONFIG.make_config, image_size)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_mobilenetv1_ssd_lite_predictor = create_upstream_predictor

@@ -15,11 +15,11 @@ from typing import Callable
 from torch import nn
 
 from ..nn.mobilenetv3 import Block, MobileNetV3_Large, MobileNetV3_Small, hswish
+from .config import mobilenetv1_ssd_config as CONFIG
 from .heads import make_headers
-from .registry import create_upstream_predictor
+from .predictor import create_upstream_predictor
 from .ssd import SSD, GraphPath, configure
 
-CONFIG_MODULE = "mobilenetv1_ssd_config"
 # extras: (expand, out) channels of a stride-2 3x3 Block with hswish, no SE
 EXTRAS = ((256, 512), (128, 256), (128, 256), (64, 64))
 HEAD_KINDS = ("sep",) * 5 + ("1x1",)
@@ -67,7 +67,7 @@ def _build(name: str, num_classes: int, is_test: bool, image_size: int | None) -
     cls, reg = make_headers(num_classes, channels, (6,) * 6, HEAD_KINDS, batch_norm=True, activation=nn.ReLU6)
     net = SSD(num_classes, spec.features(), spec.sources, nn.ModuleList(extras), cls, reg,
               is_test=is_test, net_name=name, arch=spec.arch)
-    return configure(net, CONFIG_MODULE, image_size)
+    return configure(net, CONFIG.make_config, image_size)
 
 
 def _check_upstream_options(width_mult: float, use_batch_norm: bool) -> None:
@@ -106,5 +106,5 @@ def create_mobilenetv3_small_ssd_lite_tv(num_classes: int, is_test: bool = False
     return _build("mb3-small-ssd-lite-tv", num_classes, is_test, image_size)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_mobilenetv3_ssd_lite_predictor = create_upstream_predictor

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from vision.ssd.config.base import MATCH_IOU
 from vision.utils.box_utils import center_form_to_corner_form, iou_of
 
-MATCH_IOU_THRESHOLD = 0.5  # what train_ssd.py matches priors with (upstream); >= counts
+MATCH_IOU_THRESHOLD = MATCH_IOU  # what training matches priors with (SSDConfig.match_iou); >= counts
 
 
 def best_prior_iou(boxes: torch.Tensor, center_form_priors: torch.Tensor,

@@ -7,15 +7,17 @@ whose backbone reproduces torchvision's ``squeezenet1_1.features`` exactly.
 """
 from __future__ import annotations
 
+from types import ModuleType
+
 from torch import nn
 
 from ..nn.squeezenet import squeezenet1_1
+from .config import squeezenet_ssd_config as CONFIG
+from .config import squeezenet_tv_ssd_config as TV_CONFIG
 from .heads import conv_extra, make_headers
-from .registry import create_upstream_predictor
+from .predictor import create_upstream_predictor
 from .ssd import SSD, configure
 
-CONFIG_MODULE = "squeezenet_ssd_config"
-TV_CONFIG_MODULE = "squeezenet_tv_ssd_config"
 SOURCE_LAYER_INDEXES = (12,)  # before the last Fire module: 512 ch, stride 16
 # extras: (in, 1x1 mid, out, stride, padding)
 EXTRAS = ((512, 256, 512, 2, 2), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1),
@@ -25,27 +27,25 @@ HEAD_KINDS = ("sep",) * 5 + ("1x1",)
 
 
 def _build(num_classes: int, is_test: bool, image_size: int | None, *, ceil_mode: bool, net_name: str,
-           config_module: str) -> SSD:
+           config: ModuleType) -> SSD:
     extras = nn.ModuleList(conv_extra(i, m, o, stride=s, padding=p, separable=True) for i, m, o, s, p in EXTRAS)
     cls, reg = make_headers(num_classes, HEAD_CHANNELS, (6,) * 6, HEAD_KINDS)
     net = SSD(num_classes, squeezenet1_1(ceil_mode=ceil_mode).features, SOURCE_LAYER_INDEXES, extras, cls, reg,
               is_test=is_test, net_name=net_name, arch="squeezenet1_1")
-    return configure(net, config_module, image_size)
+    return configure(net, config.make_config, image_size)
 
 
 def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False, *,
                                image_size: int | None = 300) -> SSD:
     """sq-ssd-lite (upstream's layout) for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px."""
-    return _build(num_classes, is_test, image_size, ceil_mode=False, net_name="sq-ssd-lite",
-                  config_module=CONFIG_MODULE)
+    return _build(num_classes, is_test, image_size, ceil_mode=False, net_name="sq-ssd-lite", config=CONFIG)
 
 
 def create_squeezenet_ssd_lite_tv(num_classes: int, is_test: bool = False, *,
                                   image_size: int | None = 300) -> SSD:
     """sq-ssd-lite-tv (torchvision's SqueezeNet 1.1 layout); otherwise as ``create_squeezenet_ssd_lite``."""
-    return _build(num_classes, is_test, image_size, ceil_mode=True, net_name="sq-ssd-lite-tv",
-                  config_module=TV_CONFIG_MODULE)
+    return _build(num_classes, is_test, image_size, ceil_mode=True, net_name="sq-ssd-lite-tv", config=TV_CONFIG)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_squeezenet_ssd_lite_predictor = create_upstream_predictor

@@ -24,16 +24,20 @@ row-major over (y, x) and anchor-minor, which is the order
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 from collections import namedtuple
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vision.nn.init import xavier_init_
+from vision.ssd.matching import MatchPrior  # noqa: F401  (upstream's ``from vision.ssd.ssd import MatchPrior``)
+from vision.ssd.model_io import load_base_net_weights, load_net_weights, load_pretrained_ssd
+from vision.utils import box_utils
 from vision.utils.misc import UserError, atomic_write
+from vision.utils.model_io import load_state_dict_file
 
 GraphPath = namedtuple("GraphPath", ["s0", "name", "s1"])
 
@@ -76,6 +80,7 @@ class SSD(nn.Module):
         self.source_layer_add_ons = nn.ModuleList(
             t[1] for t in self.source_layer_indexes if isinstance(t, tuple) and not isinstance(t, GraphPath))
         self.config = None
+        self.config_factory: Callable[..., Any] | None = None  # set by configure()
         self.register_buffer("priors", torch.zeros(0, 4), persistent=False)
         if config is not None:
             self.set_config(config)
@@ -136,8 +141,6 @@ class SSD(nn.Module):
 
     def _decode(self, confidences: torch.Tensor, locations: torch.Tensor,
                 x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from vision.utils import box_utils
-
         if self.config is None:
             raise RuntimeError("SSD has no config (priors): call set_config() before using is_test=True")
         if not torch.jit.is_tracing() and locations.shape[1] != self.priors.shape[0]:
@@ -193,29 +196,23 @@ class SSD(nn.Module):
     # ------------------------------------------------------ weights (upstream)
     def init_from_base_net(self, model: str | os.PathLike) -> None:
         """Load an ImageNet backbone file into ``base_net``; Xavier-init everything else."""
-        from vision.utils.model_io import load_base_net_weights
-
         load_base_net_weights(self, model)
         for part in (self.source_layer_add_ons, self.extras, self.classification_headers,
                      self.regression_headers):
-            part.apply(_xavier_init_)
+            part.apply(xavier_init_)
 
     def init_from_pretrained_ssd(self, model: str | os.PathLike) -> None:
         """Load a trained SSD (any class count) except its heads; Xavier-init the heads."""
-        from vision.utils.model_io import load_pretrained_ssd
-
         load_pretrained_ssd(self, model)
-        self.classification_headers.apply(_xavier_init_)
-        self.regression_headers.apply(_xavier_init_)
+        self.classification_headers.apply(xavier_init_)
+        self.regression_headers.apply(xavier_init_)
 
     def init(self) -> None:
         """Xavier-init every conv (training from scratch)."""
-        self.apply(_xavier_init_)
+        self.apply(xavier_init_)
 
     def load(self, model: str | os.PathLike) -> None:
         """Load a state_dict / checkpoint file strictly (one-line UserError on mismatch)."""
-        from vision.utils.model_io import load_net_weights, load_state_dict_file
-
         state_dict, checkpoint = load_state_dict_file(model)
         load_net_weights(self, state_dict, self.net_name or "this net", str(model), checkpoint=checkpoint)
 
@@ -252,19 +249,14 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def configure(net: SSD, config_module: str, image_size: int | None) -> SSD:
-    """Give ``net`` the config of ``vision.ssd.config.<config_module>`` for ``image_size``.
+def configure(net: SSD, make_config: Callable[..., Any], image_size: int | None) -> SSD:
+    """Give ``net`` its config factory (``make_config(image_size, feature_map_sizes)``, from its
+    ``vision.ssd.config`` module) and, unless ``image_size`` is None, the config for that size.
 
     The feature map sizes come from the net itself, so any resolution gets priors that
-    match its outputs. ``image_size=None`` leaves the net unconfigured.
+    match its outputs.
     """
-    if image_size is None:
-        return net
-    module = importlib.import_module(f"vision.ssd.config.{config_module}")
-    net.set_config(module.make_config(image_size, net.feature_map_sizes(image_size)))
+    net.config_factory = make_config
+    if image_size is not None:
+        net.set_config(make_config(image_size, net.feature_map_sizes(image_size)))
     return net
-
-
-def _xavier_init_(m: nn.Module) -> None:
-    if isinstance(m, nn.Conv2d):
-        nn.init.xavier_uniform_(m.weight)

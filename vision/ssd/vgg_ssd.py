@@ -4,11 +4,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..nn.vgg import VGG16_CONFIG, vgg
+from .config import vgg_ssd_config as CONFIG
 from .heads import conv_extra, make_headers
-from .registry import create_upstream_predictor
+from .predictor import create_upstream_predictor
 from .ssd import SSD, configure
 
-CONFIG_MODULE = "vgg_ssd_config"
 CONV4_3 = 23  # tap conv4_3 (after its ReLU, before pool4): 512 ch, 38x38 at 300 px
 # extras: (in, 1x1 mid, out, stride, padding); the last two shrink 5 -> 3 -> 1 at 300 px
 EXTRAS = ((1024, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 1, 0), (256, 128, 256, 1, 0))
@@ -24,8 +24,8 @@ def create_vgg_ssd(num_classes: int, is_test: bool = False, *, image_size: int |
     cls, reg = make_headers(num_classes, HEAD_CHANNELS, BOXES_PER_LOCATION, ("conv",) * 6)
     net = SSD(num_classes, base_net, sources, extras, cls, reg, is_test=is_test,
               net_name="vgg16-ssd", arch="vgg16")
-    return configure(net, CONFIG_MODULE, image_size)
+    return configure(net, CONFIG.make_config, image_size)
 
 
-# upstream's per-variant predictor helper (all identical; see registry)
+# upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)
 create_vgg_ssd_predictor = create_upstream_predictor

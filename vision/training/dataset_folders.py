@@ -8,26 +8,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from vision.datasets import COCODataset, OpenImagesDataset, VOCDataset
+from vision.datasets.detect_type import detect_dataset_type
+from vision.datasets.yolo import YOLODataset
 from vision.utils.misc import UserError
 
 log = logging.getLogger(__name__)
-
-DATASET_TYPES = ("auto", "coco", "voc", "open_images", "yolo")
-
-
-def resolve_dataset_type(dataset_type: str, root: str | os.PathLike) -> str:
-    """``auto`` -> the type recognised from the folder (logged); any other type as given."""
-    if dataset_type != "auto":
-        return dataset_type
-    from vision.datasets.detect_type import detect_dataset_type
-
-    kind, evidence = detect_dataset_type(root)
-    log.info("dataset type: %s (detected from %s)", kind, evidence)
-    return kind
-
 
 def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str) -> None:
     """Fail fast, with a one-line ``UserError``, on a missing folder or COCO annotation file.
@@ -36,7 +26,7 @@ def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str)
     and the ``{split}2017`` image folder.
     """
     root = Path(root)
-    if not root.is_dir() and not (dataset_type == "yolo" and root.is_file()):  # YOLO: DIR or DIR/data.yaml
+    if not root.is_dir() and not (dataset_type == "yolo" and root.is_file()):
         raise UserError(f"dataset folder not found: {root}")
     if dataset_type == "coco":
         ann = root / "annotations" / f"instances_{split}2017.json"
@@ -47,36 +37,59 @@ def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str)
             raise UserError(f"COCO image folder not found: {images}")
 
 
+def _coco(root: str, train: bool, **kw: Any) -> Dataset:
+    return COCODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
+                       dataset_type="train" if train else "val", keep_empty=kw["keep_empty"])
+
+
+def _voc(root: str, train: bool, **kw: Any) -> Dataset:
+    return VOCDataset(root, transform=kw["transform"], target_transform=kw["target_transform"], is_test=not train,
+                      label_file=kw["label_file"])
+
+
+def _open_images(root: str, train: bool, **kw: Any) -> Dataset:
+    return OpenImagesDataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
+                             dataset_type="train" if train else "test", balance_data=kw["balance_data"] and train)
+
+
+def _yolo(root: str, train: bool, **kw: Any) -> Dataset:
+    return YOLODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
+                       split="train" if train else "val", keep_empty=kw["keep_empty"])
+
+
+# --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=);
+# a new format is one row here
+OPENERS: dict[str, Callable[..., Dataset]] = {"coco": _coco, "voc": _voc, "open_images": _open_images,
+                                              "yolo": _yolo}
+DATASET_TYPES: tuple[str, ...] = ("auto", *OPENERS)  # auto: recognised from the folder
+
+
+def resolve_dataset_type(dataset_type: str, root: str | os.PathLike) -> str:
+    """``auto`` -> the type recognised from the folder (logged); any other type as given."""
+    if dataset_type != "auto":
+        return dataset_type
+    kind, evidence = detect_dataset_type(root)
+    log.info("dataset type: %s (detected from %s)", kind, evidence)
+    return kind
+
+
 def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, transform=None,
-                 target_transform=None, balance_data: bool = False, keep_empty: bool = True) -> Dataset:
-    """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``).
+                 target_transform=None, balance_data: bool = False, keep_empty: bool = True,
+                 label_file: str | os.PathLike | None = None) -> Dataset:
+    """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``), for training and evaluation.
 
     Validation splits follow upstream: COCO ``val2017``, VOC's test list (``is_test``), Open
-    Images ``test``. An empty dataset is a ``UserError``.
+    Images ``test``. ``label_file`` is VOC's class list (default: its labels.txt or the 20 VOC
+    classes). An empty dataset is a ``UserError``.
     """
-    from vision.datasets import COCODataset, OpenImagesDataset, VOCDataset
-
     dataset_type = resolve_dataset_type(dataset_type, root)
+    opener = OPENERS.get(dataset_type)
+    if opener is None:
+        raise UserError(f"unknown dataset type {dataset_type!r}; expected one of {', '.join(DATASET_TYPES)}")
     check_dataset_folder(dataset_type, root, split)
-    root = str(root)
-    train = split == "train"
     try:
-        if dataset_type == "coco":
-            ds = COCODataset(root, transform=transform, target_transform=target_transform,
-                             dataset_type="train" if train else "val", keep_empty=keep_empty)
-        elif dataset_type == "voc":
-            ds = VOCDataset(root, transform=transform, target_transform=target_transform, is_test=not train)
-        elif dataset_type == "open_images":
-            ds = OpenImagesDataset(root, transform=transform, target_transform=target_transform,
-                                   dataset_type="train" if train else "test",
-                                   balance_data=balance_data and train)
-        elif dataset_type == "yolo":
-            from vision.datasets.yolo import YOLODataset
-
-            ds = YOLODataset(root, transform=transform, target_transform=target_transform, split=split,
-                             keep_empty=keep_empty)
-        else:
-            raise UserError(f"unknown dataset type {dataset_type!r}; expected one of {', '.join(DATASET_TYPES)}")
+        ds = opener(str(root), split == "train", transform=transform, target_transform=target_transform,
+                    keep_empty=keep_empty, balance_data=balance_data, label_file=label_file)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
     if len(ds) == 0:

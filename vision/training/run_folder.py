@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from vision.utils.checkpoint import BEST_NAME, link_best
+from vision.training.checkpoint import BEST_NAME, TrainingCheckpoint, link_best
 from vision.utils.labels import write_labels
 from vision.utils.misc import Failure, UserError, atomic_write, atomic_write_json, read_json
 
@@ -126,17 +126,17 @@ def append_metrics(folder: str | os.PathLike, record: Mapping[str, Any]) -> None
             f.write(json.dumps(r, default=float) + "\n")
 
 
-def finish_saved_epoch(folder: str | os.PathLike, ckpt: Mapping[str, Any]) -> None:
+def finish_saved_epoch(folder: str | os.PathLike, ckpt: TrainingCheckpoint) -> None:
     """Do what a run killed just after saving ``ckpt`` (the checkpoint being resumed) left undone:
     its epoch's line in ``metrics.jsonl`` and ``best.pth`` pointing at the checkpoint its
     ``best_metric`` names. Both are idempotent, so every resume calls this."""
     folder = Path(folder)
-    record = ckpt.get("metrics")
-    if not ckpt.get("step_in_epoch") and isinstance(record, dict) and record.get("epoch") == ckpt.get("epoch"):
+    record = ckpt.metrics
+    if not ckpt.interrupted and isinstance(record, dict) and record.get("epoch") == ckpt.epoch:
         if all(r.get("epoch") != record["epoch"] for r in read_metrics(folder)):
             append_metrics(folder, record)
             log.info("added epoch %s to %s (the run was stopped before writing it)", record["epoch"], METRICS_FILE)
-    best = ckpt.get("best_metric")
+    best = ckpt.best_metric
     name = best.get("file") if isinstance(best, dict) else None
     if not isinstance(name, str) or not name or Path(name).name != name:  # a plain file name in this folder
         return

@@ -44,7 +44,7 @@ def str2bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {s!r}")
 
 
-def _number(kind: Callable[[str], Any], lo: float | None, hi: float | None, lo_open: bool):
+def _number(kind: Callable[[str], Any], lo: float | None, hi: float | None, lo_open: bool, hi_open: bool = False):
     def parse(s: str):
         try:
             v = kind(s)
@@ -54,8 +54,8 @@ def _number(kind: Callable[[str], Any], lo: float | None, hi: float | None, lo_o
             raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
         if lo is not None and (v <= lo if lo_open else v < lo):
             raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo}, got {s}")
-        if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {s}")
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            raise argparse.ArgumentTypeError(f"must be {'<' if hi_open else '<='} {hi}, got {s}")
         return v
 
     parse.__name__ = kind.__name__
@@ -92,9 +92,10 @@ def int_range(lo: int, hi: int) -> Callable[[str], int]:
     return _number(int, lo, hi, False)
 
 
-def float_range(lo: float, hi: float, lo_open: bool = True) -> Callable[[str], float]:
-    """argparse type factory: a finite float in (lo, hi] (``lo_open=False``: [lo, hi])."""
-    return _number(float, lo, hi, lo_open)
+def float_range(lo: float, hi: float, lo_open: bool = True, hi_open: bool = False) -> Callable[[str], float]:
+    """argparse type factory: a finite float in (lo, hi] (``lo_open=False``: [lo, ...;
+    ``hi_open=True``: ..., hi))."""
+    return _number(float, lo, hi, lo_open, hi_open)
 
 
 def add_log_level_arg(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """The numbers that define an SSD's input and its default boxes.
 
-A config is plain data: the net builders take one, the training script hands its
-priors to the matcher and the loss, the predictor takes its mean/std. Building
+A config is plain data: the net builders take one, ``build_matcher`` / ``build_criterion``
+turn it into the training targets and the loss (as torchvision's ``SSD`` owns its box coder
+and matcher), the predictor takes its mean/std. Building
 one for another resolution never touches a global (upstream rewrote module
 globals by building a throwaway net).
 """
@@ -13,14 +14,21 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vision.nn.multibox_loss import DEFAULT_MINING, MultiboxLoss
+from vision.ssd.matching import BatchedMatcher, MatchPrior
 from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
+
+
+MATCH_IOU = 0.5  # a prior is positive at IoU >= this with a ground-truth box (upstream's value)
 
 
 @dataclass(frozen=True)
 class SSDConfig:
     """Input size and normalization, matching thresholds, box-coding variances and priors.
 
-    ``priors`` is ``[N, 4]`` center form, normalized to 0..1.
+    ``priors`` is ``[N, 4]`` center form, normalized to 0..1. ``iou_threshold`` is for NMS;
+    ``match_iou`` (a prior is positive at this IoU with a ground-truth box) and
+    ``neg_pos_ratio`` (hard negatives per positive) are for training (upstream's values).
     """
     image_size: int
     image_mean: np.ndarray
@@ -30,6 +38,8 @@ class SSDConfig:
     size_variance: float
     specs: list = field(default_factory=list)
     priors: torch.Tensor = None  # type: ignore[assignment]
+    match_iou: float = MATCH_IOU
+    neg_pos_ratio: int = 3
 
     @property
     def num_priors(self) -> int:
@@ -77,3 +87,22 @@ def build_config(reference_specs: Sequence[SSDSpec], reference_size: int, image_
         specs=specs,
         priors=generate_ssd_priors(specs, image_size),
     )
+
+
+def build_matcher(config: SSDConfig, *, batched: bool = False,
+                  device: torch.device | str | None = None) -> MatchPrior | BatchedMatcher:
+    """The target encoder for ``config``: per-sample ``MatchPrior`` (a dataset's target_transform,
+    run in the loader workers) or, with ``batched``, a ``BatchedMatcher`` on ``device``."""
+    if not batched:
+        return MatchPrior(config.priors, config.center_variance, config.size_variance, config.match_iou)
+    matcher = BatchedMatcher(config.priors, config.center_variance, config.size_variance, config.match_iou)
+    return matcher.to(device) if device is not None else matcher
+
+
+def build_criterion(config: SSDConfig, device: torch.device | str | None = None,
+                    mining: str = DEFAULT_MINING) -> MultiboxLoss:
+    """The MultiBox loss for ``config`` (its priors, variances and hard-negative ratio); ``mining``:
+    which negatives enter the loss (``vision.utils.box_utils.MINING_RULES``)."""
+    return MultiboxLoss(config.priors, iou_threshold=config.match_iou, neg_pos_ratio=config.neg_pos_ratio,
+                        center_variance=config.center_variance, size_variance=config.size_variance,
+                        device=device, mining=mining)

@@ -31,6 +31,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from vision.ssd.ssd import GraphPath
+
 log = logging.getLogger(__name__)
 
 __all__ = ["fold_batch_norm", "count_batch_norms", "optimize_for_inference"]
@@ -140,8 +142,6 @@ def _fold_traced(module: nn.Module) -> int:
 def _ssd_cut_points(net: nn.Module) -> dict[int, set[int]]:
     """``{id(sequential): {index, ...}}`` where an SSD reads a feature map from the middle of a
     Sequential (``source_layer_indexes``); empty for other modules."""
-    from vision.ssd.ssd import GraphPath
-
     sources: Iterable = getattr(net, "source_layer_indexes", None) or []
     base = getattr(net, "base_net", None)
     if not isinstance(base, nn.Sequential):

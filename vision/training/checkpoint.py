@@ -1,17 +1,28 @@
 """Training checkpoints: one self-describing file per saved epoch, written atomically.
 
-A checkpoint is a plain dict (loadable with ``torch.load(..., weights_only=True)``)::
+A checkpoint is a ``TrainingCheckpoint``, saved as a plain dict (loadable with
+``torch.load(..., weights_only=True)``, so every reader of model files takes it) with exactly these
+19 keys::
 
-    epoch          int   the epoch this checkpoint belongs to (0-based)
-    step_in_epoch  int   0 when the epoch is complete; k > 0 when training stopped after k
-                         batches of ``epoch`` (SIGINT/SIGTERM) and resuming continues there
-    model          state_dict of the bare net (never DDP/compile-wrapped: upstream's keys)
+    epoch             int   the epoch this checkpoint belongs to (0-based)
+    step_in_epoch     int   0 when the epoch is complete; k > 0 when training stopped after k
+                            batches of ``epoch`` (SIGINT/SIGTERM) and resuming continues there
+    samples_in_epoch  int   images per rank consumed in ``epoch`` (k * batch size; 0 when complete):
+                            a resume with another --batch-size restarts at the same image
+    epoch_stats       dict  the running loss sums of the unfinished epoch (``EpochStats.state_dict``), or None
+    model             state_dict of the bare net (never DDP/compile-wrapped: upstream's keys)
     optimizer, scheduler, scaler   their ``state_dict()``s (never the objects)
-    rng            python / numpy / torch / cuda generator states (see ``capture_rng_state``)
-    best_metric    {"name": "mAP"|"val_loss", "value": float, "epoch": int} or None
-    args           every resolved training argument (a dict)
-    class_names, net, resolution, version
+    rng               python / numpy / torch / cuda generator states (see ``capture_rng_state``)
+    best_metric       {"name": "mAP"|"val_loss", "value": float, "epoch": int, "file": str} or None
+    nonfinite_steps   int   steps skipped so far for a non-finite loss or gradient
+    val_loss          float the epoch's validation loss (None: not validated, or interrupted)
+    metrics           dict  the epoch's metrics.jsonl record (None when interrupted)
+    args              every resolved training argument (a dict)
+    class_names, net, resolution   what the model is (BACKGROUND first; registry name; input px)
+    version           the project version that wrote it
+    world_size        the number of training processes
 
+Older files may lack the later keys; ``TrainingCheckpoint.from_dict`` fills the defaults.
 Files are named ``{net}-Epoch-{epoch}-Loss-{val_loss}.pth`` (the pattern upstream's
 ``onnx_export.py --model-dir`` uses to pick the lowest loss); a stop inside an epoch writes
 ``{net}-Epoch-{epoch}-Step-{step}-interrupted.pth``, which carries no ``Loss-`` so no
@@ -27,8 +38,9 @@ import random
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -137,6 +149,57 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise UserError(f"{path} is a plain weights file, not a training checkpoint of this project "
                         f"(use it with --pretrained-ssd to start a new run from it)")
     return ckpt
+
+
+@dataclass
+class TrainingCheckpoint:
+    """The contents of a training checkpoint (the module docstring lists every key); ``to_dict`` is what
+    is saved, ``from_dict`` reads what any version of train_ssd.py saved."""
+
+    epoch: int
+    model: Mapping[str, torch.Tensor]
+    step_in_epoch: int = 0
+    samples_in_epoch: int = 0
+    epoch_stats: dict | None = None
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    scaler: dict | None = None
+    rng: dict | None = None
+    best_metric: dict | None = None
+    nonfinite_steps: int = 0
+    val_loss: float | None = None
+    metrics: dict | None = None
+    args: dict = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    net: str | None = None
+    resolution: int | None = None
+    version: str = "unknown"
+    world_size: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "TrainingCheckpoint":
+        """Known keys taken, missing ones defaulted (older files), unknown ones ignored; ``None``
+        where older code wrote None for a counter counts as 0."""
+        known = {f.name for f in fields(cls)}
+        out = cls(**{k: v for k, v in state.items() if k in known and v is not None or k in ("epoch", "model")})
+        out.epoch, out.step_in_epoch = int(out.epoch), int(out.step_in_epoch or 0)
+        out.samples_in_epoch, out.nonfinite_steps = int(out.samples_in_epoch or 0), int(out.nonfinite_steps or 0)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainingCheckpoint":
+        return cls.from_dict(load_checkpoint(path))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_checkpoint(path, self.to_dict())
+
+    @property
+    def interrupted(self) -> bool:
+        """Saved inside an epoch (a stop request), not at its end."""
+        return self.step_in_epoch > 0
 
 
 def find_latest_valid_checkpoint(folder: str | os.PathLike,

@@ -1,4 +1,5 @@
-"""Shared by eval_ssd.py, onnx_export.py and run_ssd_example.py: turn "a model path plus whatever
+"""The model half of the command-line layer (``vision.cli``), shared by eval_ssd.py, onnx_export.py
+and run_ssd_example.py: turn "a model path plus whatever
 flags the user gave" into a ready net with its class names.
 
 A model path may be an upstream ``.pth`` (bare state_dict), one of this project's training
@@ -19,15 +20,16 @@ from typing import Any
 
 import torch
 
+from vision.cli.args import MAX_RESOLUTION, MAX_WIDTH_MULT, MIN_RESOLUTION
+from vision.ssd.model_io import infer_num_classes, load_net_weights
+from vision.ssd.registry import NET_NAMES, canonical_name, create_net, guess_net_name
+from vision.training.checkpoint import BEST_NAME
 from vision.utils.labels import normalize_class_names, read_labels
 from vision.utils.misc import UserError, read_json
+from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger(__name__)
 
-BEST_NAME = "best.pth"
-# What a model file may say about itself (the scripts' --resolution / --mb2-width-mult bounds)
-MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
-MAX_WIDTH_MULT = 4.0
 ARGS_NAMES = ("args.json", "training_args.json")
 _LOSS_RE = re.compile(r"^(?P<net>.+)-Epoch-(?P<epoch>\d+)-Loss-(?P<loss>.+)\.pth$")
 
@@ -99,8 +101,6 @@ class ModelInfo:
 
 def read_model_info(path: str | os.PathLike, net_name: str | None = None) -> ModelInfo:
     """Load weights (safely, via model_io) and the self-description of a model file/folder."""
-    from vision.utils.model_io import load_state_dict_file
-
     given = Path(path)
     model_path = resolve_model_path(given, net_name)
     state_dict, checkpoint = load_state_dict_file(model_path)
@@ -169,8 +169,6 @@ def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str |
     A flag that contradicts the checkpoint about the net, class count or width multiplier is a
     UserError naming both; a different resolution is allowed (SSD weights do not depend on it).
     """
-    from vision.ssd.registry import NET_NAMES, canonical_name
-
     given = canonical_name(net_name) if net_name else None  # UserError listing the names if unknown
     try:
         saved = canonical_name(info.net_name) if info.net_name else None
@@ -180,8 +178,6 @@ def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str |
         raise UserError(f"{info.path} holds a {saved} model, but --net is {net_name}")
     name = given or saved
     if not name:  # a bare upstream state_dict: recognise the net by its keys and shapes
-        from vision.utils.model_io import guess_net_name
-
         name = guess_net_name(info.state_dict, width_mult)
         if name:
             log.info("%s looks like a %s model (pass --net to say so)", info.path, name)
@@ -193,8 +189,6 @@ def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str |
         if info.class_names and len(info.class_names) != len(class_names):
             raise UserError(f"{label_file} has {len(class_names)} classes (BACKGROUND included) but "
                             f"{info.path} was trained with {len(info.class_names)}")
-        from vision.utils.model_io import infer_num_classes
-
         in_weights = infer_num_classes(info.state_dict)
         if in_weights and in_weights != len(class_names):  # say which file is off, not just "does not match"
             raise UserError(f"{label_file} has {len(class_names)} classes (BACKGROUND included) but the heads "
@@ -230,9 +224,6 @@ def build_model(info: ModelInfo, *, net_name: str | None = None, label_file: str
                 resolution: int | None = None, width_mult: float | None = None, is_test: bool = True,
                 device: torch.device | str = "cpu") -> LoadedModel:
     """``load_model`` for weights already read with ``read_model_info``."""
-    from vision.ssd.registry import create_net
-    from vision.utils.model_io import load_net_weights
-
     name, class_names, res, wm = resolve_settings(info, net_name=net_name, label_file=label_file,
                                                   resolution=resolution, width_mult=width_mult)
     net = create_net(name, len(class_names), resolution=res, width_mult=wm, is_test=is_test)
@@ -243,25 +234,3 @@ def build_model(info: ModelInfo, *, net_name: str | None = None, label_file: str
              f", width x{wm:g}" if wm != 1.0 else "")
     return LoadedModel(net=net, net_name=name, class_names=class_names, resolution=res, width_mult=wm,
                        path=info.path, info=info)
-
-
-def select_device(use_cuda: bool) -> torch.device:
-    """``cuda:0`` when asked for and available, else CPU (with a note when CUDA was asked for)."""
-    if use_cuda and torch.cuda.is_available():
-        return torch.device("cuda:0")
-    if use_cuda:
-        log.debug("CUDA not available; running on CPU")
-    return torch.device("cpu")
-
-
-def parse_device(spec: str, flag: str = "--device") -> torch.device:
-    """A ``--device`` value (``cpu``, ``cuda``, ``cuda:N``) as a device this machine has; UserError otherwise."""
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UserError(f"{flag} {spec!r}: expected cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"{flag} {spec}: only cpu and cuda are supported")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{flag} {spec}: CUDA is not available on this machine")
-    return device

@@ -1,0 +1,38 @@
+"""Shared by every test: the repository root, running a root-level script, a tiny COCO dataset.
+
+``pytest.ini`` puts the repository on ``sys.path`` (``pythonpath = .``), so tests import
+``vision`` and the scripts without editing the path themselves.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: object, cwd: str | os.PathLike = REPO, timeout: float = 300,
+               env: Mapping[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """Run ``python3 REPO/script *args`` (``script`` may be ``-m module``) and capture its text output.
+
+    ``env`` entries are added to this process's environment.
+    """
+    command = ["-m", script[3:]] if script.startswith("-m ") else [str(REPO / script)]
+    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=stdin, env={**os.environ, **env} if env else None)
+
+
+@pytest.fixture(scope="session")
+def tiny_coco(tmp_path_factory) -> Path:
+    """A small synthetic COCO root (8 train / 4 val images of 96x72, as COCO writes it) shared by the
+    session; do not modify it (copy it first)."""
+    from vision.datasets.synthetic import generate_coco_dataset
+
+    root = tmp_path_factory.mktemp("tiny_coco") / "coco"
+    generate_coco_dataset(root, 8, 4, seed=5, image_size=(96, 72))
+    return root
