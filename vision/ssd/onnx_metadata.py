@@ -87,11 +87,25 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> OnnxModelInf
         raise UserError(f"{source}: damaged pytorch-ssd metadata ({type(e).__name__}: {e}); re-export it") from None
 
 
+def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None):
+    """An ONNX Runtime session for ``path``; a missing/broken file is a one-line UserError."""
+    import onnxruntime as ort
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"ONNX model not found: {p}")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    try:
+        return ort.InferenceSession(str(p), sess_options=opts,
+                                    providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as e:  # ORT raises its own exception types for invalid/truncated graphs
+        raise UserError(f"cannot load ONNX model {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
 def read_metadata(model: Any) -> OnnxModelInfo | None:
     """The self-description of an ONNX Runtime session or a .onnx path (None if it has none)."""
     if isinstance(model, (str, os.PathLike)):
-        from vision.ssd.onnx_predictor import open_session
-
         source, session = str(model), open_session(model)
     else:
         source, session = "ONNX model", model

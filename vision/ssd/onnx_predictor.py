@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vision.ssd.onnx_metadata import open_session, read_metadata  # noqa: F401  (open_session: API)
 from vision.ssd.predictor import Predictor
 from vision.utils.misc import UserError
 
@@ -24,22 +25,6 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "input_0"
 OUTPUT_NAMES = ("scores", "boxes")
-
-
-def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None):
-    """An ONNX Runtime session for ``path``; a missing/broken file is a one-line UserError."""
-    import onnxruntime as ort
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ONNX model not found: {p}")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
-    try:
-        return ort.InferenceSession(str(p), sess_options=opts,
-                                    providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as e:  # ORT raises its own exception types for invalid/truncated graphs
-        raise UserError(f"cannot load ONNX model {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 class OnnxPredictor(Predictor):
@@ -54,8 +39,6 @@ class OnnxPredictor(Predictor):
                  candidate_size: int = 200, sigma: float = 0.5, providers: Sequence[str] | None = None) -> None:
         self.session = open_session(onnx_path, providers)
         self.onnx_path = Path(onnx_path)
-        from vision.ssd.onnx_metadata import read_metadata
-
         self.info = read_metadata(self.session)
         if mean is None:
             if self.info is None:
