@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 import coco_downloader
-from tests.conftest import run_script as _run_script
+from tests.conftest import REPO, run_script as _run_script
 from tests.http_server import http_server  # noqa: F401  (pytest fixture)
 from vision.utils import download as dl
 from vision.utils.misc import run_main
