@@ -220,3 +220,77 @@ def test_quarantine_folder_is_a_file(tmp_path):
     r = run_script("--path", str(d), "--workers", "1")
     assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
     assert all((d / n).exists() for n in BAD)
+
+
+@pytest.mark.parametrize("target", ["annotations/instances_val2017.json", "val2017/rgb.jpg", "val2017/new.JPG"])
+def test_report_never_overwrites_an_input(tmp_path, target):
+    """--report pointing at an annotation file or an image replaced it with the report (a second
+    hostile trial): refused, exit 2, nothing touched."""
+    root = _dataset_root(tmp_path)
+    d = root / "val2017"
+    (d / "rgb.jpg").write_bytes((d / "gray.jpg").read_bytes())
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    r = run_script("--path", str(d), "--action", "report", "--report", str(root / target), "--workers", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    # an earlier report of this script may be replaced
+    rep = tmp_path / "r.json"
+    for _ in range(2):
+        r = run_script("--path", str(d), "--action", "report", "--report", str(rep), "--workers", "1")
+        assert r.returncode == 1 and json.loads(rep.read_text())["bad"], r.stderr
+
+
+def test_unwritable_report_and_root_path_are_one_line(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    under_file = tmp_path / "a.txt"
+    under_file.write_text("x")
+    for args in (["--report", str(under_file / "r.json")], ["--report", "/proc/nope/r.json"]):
+        r = run_script("--path", str(d), "--action", "report", "--workers", "1", *args)
+        assert r.returncode in (1, 2) and "Traceback" not in r.stderr and "r.json" in r.stderr, r.stderr
+    r = run_script("--path", "/", "--action", "report")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "root" in r.stderr, r.stderr
+
+
+def test_failed_move_still_writes_the_report(tmp_path, monkeypatch, caplog):
+    """A quarantine that fails half-way (disk full, read-only folder) must still say where the
+    files moved so far went, and end in one line (exit 1), not a traceback."""
+    d = make_folder(tmp_path / "imgs")
+    real_move = vif.shutil.move
+    calls = []
+
+    def move(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", dst)
+        return real_move(src, dst)
+
+    monkeypatch.setattr(vif.shutil, "move", move)
+    with pytest.raises(vif.Failure, match="No space left"):
+        vif.main(["--path", str(d), "--workers", "1"])
+    report = json.loads((tmp_path / "imgs_invalid/report.json").read_text())
+    moved = [e for e in report["bad"] if e["action"] == "quarantined"]
+    assert len(moved) == 1 and Path(moved[0]["moved_to"]).is_file()
+    assert sum(e["action"] == "reported" for e in report["bad"]) == len(BAD) - 1
+
+
+def test_report_keeps_a_file_quarantined_twice_under_one_name(tmp_path):
+    """The second zero-byte empty.jpg goes to empty.jpg.1; the report must still list the first."""
+    d = make_folder(tmp_path / "imgs")
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    (d / "empty.jpg").write_bytes(b"")
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    inv = tmp_path / "imgs_invalid"
+    listed = {Path(e["moved_to"]).name for e in json.loads((inv / "report.json").read_text())["bad"]}
+    assert listed == {p.name for p in inv.iterdir() if p.name != "report.json"}
+    assert {"empty.jpg", "empty.jpg.1"} <= listed
+
+
+def test_earlier_quarantine_inside_is_not_judged_again(tmp_path):
+    """Checking the dataset root after a split: the split's _invalid folder is left alone."""
+    root = _dataset_root(tmp_path)
+    assert run_script("--path", str(root / "val2017"), "--workers", "1").returncode == 1
+    inv = root / "val2017_invalid"
+    before = sorted(p.name for p in inv.iterdir())
+    r = run_script("--path", str(root), "--action", "delete", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in inv.iterdir()) == before
