@@ -59,6 +59,7 @@ MARKER_KEY = "pytorch_ssd_fixed"
 MARKER_VERSION = 1
 _SHOW = 20  # problems listed per kind before "... and N more"
 JOURNAL = ".fix_coco_annotations.commit.json"  # in annotations/: see vision/utils/file_set.py
+DEFAULT_SPLITS = ("train", "val")
 
 
 def annotation_file(root: Path, split: str) -> Path:
@@ -381,9 +382,17 @@ def fix_files(paths: Sequence[Path], root: Path, *, drop_empty: bool, drop_inval
     """
     finish_interrupted_commit(root / "annotations" / JOURNAL, list(paths))
     docs = {p: load_file(p) for p in paths}
-    mapping = shared_mapping(docs)
+    # The split files not chosen this time (--splits val) still decide the numbering: fixing
+    # the splits one run at a time must give the same ids as fixing them together.
+    others = {}
+    for split in DEFAULT_SPLITS:
+        other = annotation_file(root, split)
+        if other not in docs and other.is_file():
+            log.info("%s is not in --splits; reading its categories so the ids agree with it", other.name)
+            others[other] = load_file(other)
+    mapping = shared_mapping({**docs, **others})
     all_categories: dict[int, dict] = {}
-    for coco in docs.values():
+    for coco in [*docs.values(), *others.values()]:
         for orig, c in original_categories(coco).items():
             all_categories.setdefault(orig, c)
     problems = {p: find_problems(coco, image_dir_of(root, p)) for p, coco in docs.items()}
@@ -429,6 +438,33 @@ def image_dir_of(root: Path, annotation: Path) -> Path:
     return root / annotation.name[len("instances_"):-len(".json")]
 
 
+def _is_own_report(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(doc, dict) and set(doc) == {"root", "files"}
+
+
+def check_report_path(report: Path, root: Path) -> None:
+    """Refuse a --report that would replace an annotation file, its ``.orig`` backup or any
+    other file that is not an earlier report of this script (``UserError``, nothing written)."""
+    if report.is_dir():
+        raise UserError(f"--report {report} is a folder; give a file name such as fix-report.json")
+    ann = (root / "annotations").resolve()
+    if report.resolve().parent == ann and report.name.startswith(("instances_", "image_info_", ".")):
+        raise UserError(f"--report {report} is an annotation file (or its backup) of {root}; give another "
+                        "file name such as fix-report.json")
+    if report.exists() and not _is_own_report(report):
+        raise UserError(f"--report {report} exists and is not a report of this script; refusing to overwrite "
+                        "it (give a new file name)")
+    parent = report.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--report {report}: {parent} is a file, not a folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Renumber COCO category ids to 1..K (keeping each one's original id) so they fit the "
@@ -436,8 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "moves image files.")
     p.add_argument("--path", "--root", "--data", dest="path", default="coco-data",
                    help="COCO root holding annotations/instances_{split}2017.json (default: coco-data)")
-    p.add_argument("--splits", nargs="+", default=["train", "val"], metavar="SPLIT",
-                   help="which files: instances_SPLIT2017.json (default: train val)")
+    p.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), metavar="SPLIT",
+                   help="which files: instances_SPLIT2017.json (default: train val); the train/val file "
+                        "not chosen is still read so both get the same numbering")
     p.add_argument("--drop-empty", action="store_true",
                    help="remove images without annotations from the JSON (the image files stay)")
     p.add_argument("--drop-invalid", action="store_true",
@@ -458,9 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.path)
     if root.is_file():
         raise UserError(f"--path {root} is a file; give the COCO root folder that holds annotations/")
-    if args.report and Path(args.report).is_dir():
-        raise UserError(f"--report {args.report} is a folder; give a file name such as fix-report.json")
     paths = [annotation_file(root, s) for s in dict.fromkeys(args.splits)]
+    if args.report:
+        check_report_path(Path(args.report), root)
     for p in paths:
         if p.is_dir():
             raise UserError(f"{p} is a folder, expected the annotation file")
@@ -469,7 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "--splits annotations, or check --path/--splits)")
     summary = fix_files(paths, root, drop_empty=args.drop_empty, drop_invalid=args.drop_invalid)
     if args.report:
-        atomic_write_json(args.report, {"root": str(root), "files": summary})
+        try:
+            atomic_write_json(args.report, {"root": str(root), "files": summary})
+        except OSError as e:
+            raise Failure(f"the annotations are fixed, but the report {args.report} cannot be written: "
+                          f"{e.strerror or e}") from None
     return 0
 
 

@@ -338,3 +338,38 @@ def test_same_format_as_the_dataset_module():
     theirs = fix_coco_dict(copy.deepcopy(d))
     fca.remap_categories(d)
     assert d == theirs
+
+
+@pytest.mark.parametrize("target", ["annotations/instances_train2017.json", "annotations/instances_val2017.json.orig",
+                                    "train2017/000000000100.jpg"])
+def test_report_never_overwrites_an_input_or_the_backup(tmp_path, target):
+    """--report at an annotation file replaced the freshly fixed file with the report, and at the
+    .orig backup destroyed the only copy of the original (a second hostile trial)."""
+    root = make_root(tmp_path)
+    assert run_script("--path", str(root), "--splits", "val").returncode == 0  # makes the val .orig
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    r = run_script("--path", str(root), "--report", str(root / target))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before, "nothing may change"
+    rep = tmp_path / "rep.json"
+    for _ in range(2):  # an earlier report of this script may be replaced
+        assert run_script("--path", str(root), "--report", str(rep)).returncode == 0
+    r = run_script("--path", str(root), "--report", "/proc/nope/rep.json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "rep.json" in r.stderr
+
+
+def test_splits_fixed_one_run_at_a_time_agree(tmp_path):
+    """--splits val, then --splits train, when val lacks a category: both runs must give 'dog' (18)
+    the same id (before, val got 18 -> 2 and train 18 -> 3, silently)."""
+    def drop_car(d):
+        d["categories"] = [c for c in d["categories"] if c["id"] != 3]
+        d["annotations"] = [a for a in d["annotations"] if a["category_id"] != 3]
+    root = make_root(tmp_path, splits=("train",))
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(_mutated(drop_car)))
+    assert run_script("--path", str(root), "--splits", "val").returncode == 0
+    assert run_script("--path", str(root), "--splits", "train").returncode == 0
+    for s in ("train", "val"):
+        d = json.loads((root / f"annotations/instances_{s}2017.json").read_text())
+        assert {c["original_id"]: c["id"] for c in d["categories"]} == {1: 1, 3: 2, 18: 3, 90: 4}, s
+    r = run_script("--path", str(root))
+    assert r.returncode == 0 and "already fixed" in r.stderr, r.stderr
