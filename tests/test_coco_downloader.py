@@ -305,6 +305,17 @@ def test_state_names_refused_in_archives(tmp_path, name):
         dl.extract_zip(z, tmp_path / "out", progress=False)
 
 
+@pytest.mark.parametrize("name", ["annotations/.fix_coco_annotations.commit.json",
+                                  "annotations/.instances_val2017.json.pending"])
+def test_tool_journals_refused_in_archives(tmp_path, name):
+    """An annotations zip could plant the fixer's commit journal (or a pending file) in
+    annotations/: the next fix_coco_annotations.py run would act on it. Refused, nothing extracted."""
+    z = make_zip(tmp_path / "a.zip", {name: b"{}", "annotations/instances_val2017.json": b"{}"})
+    with pytest.raises(dl.ArchiveError, match="journal"):
+        dl.extract_zip(z, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "annotations").exists()
+
+
 def test_marker_without_its_folder_does_not_count(http_server, tmp_path):
     """`rm -rf coco/val2017` then a rerun: extracted again, not 'already extracted'."""
     serve_coco(http_server.root)

@@ -373,3 +373,22 @@ def test_splits_fixed_one_run_at_a_time_agree(tmp_path):
         assert {c["original_id"]: c["id"] for c in d["categories"]} == {1: 1, 3: 2, 18: 3, 90: 4}, s
     r = run_script("--path", str(root))
     assert r.returncode == 0 and "already fixed" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("journal", ["garbage", "forged"])
+def test_foreign_journal_moves_nothing(tmp_path, journal):
+    """A commit journal the tool did not write (an archive can put one in annotations/) made the
+    next run rename any file anywhere: the annotation file moved out, another file clobbered.
+    Now it is refused in one line (exit 1) and nothing moves."""
+    root = make_root(tmp_path)
+    ann = root / "annotations"
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious")
+    (ann / "evil").write_text("attacker")
+    text = "garbage" if journal == "garbage" else json.dumps(
+        {"files": [[str(ann / "evil"), str(victim)], [str(ann / "instances_val2017.json"), str(tmp_path / "x.json")]]})
+    (ann / fca.JOURNAL).write_text(text)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    r = run_script("--path", str(root))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "journal" in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

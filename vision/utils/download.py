@@ -41,6 +41,7 @@ import urllib3
 import urllib3.connection
 from tqdm import tqdm
 
+from vision.utils.file_set import JOURNAL_SUFFIX, PENDING_SUFFIX
 from vision.utils.misc import Failure, UserError, atomic_write_json, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
@@ -618,6 +619,9 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "empty name"
     if parts[0].startswith(TOOL_STATE_PREFIXES):
         return "it would create or overwrite this project's own state file (a marker or lock)"
+    if any(p.startswith(".") and p.endswith((PENDING_SUFFIX, JOURNAL_SUFFIX)) for p in parts):
+        return ("it would create a pending file or commit journal of this project's tools (the next "
+                "fix_coco_annotations.py run would act on it)")
     kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver stored no file type
     if kind == stat.S_IFLNK:
         return "symbolic link"
