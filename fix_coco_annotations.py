@@ -455,7 +455,8 @@ def check_report_path(report: Path, root: Path) -> None:
     if report.resolve().parent == ann and report.name.startswith(("instances_", "image_info_", ".")):
         raise UserError(f"--report {report} is an annotation file (or its backup) of {root}; give another "
                         "file name such as fix-report.json")
-    if report.exists() and not _is_own_report(report):
+    # an empty file holds nothing to lose (setup_coco passes one made by mktemp)
+    if report.exists() and report.stat().st_size and not _is_own_report(report):
         raise UserError(f"--report {report} exists and is not a report of this script; refusing to overwrite "
                         "it (give a new file name)")
     parent = report.absolute().parent

@@ -230,7 +230,8 @@ def check_report_path(report: Path) -> None:
     if is_image_name(str(report)):
         raise UserError(f"--report {report} has an image extension; give a file name such as bad.json "
                         "(the report is JSON and must never replace an image)")
-    if report.exists() and not _is_own_report(report):
+    # an empty file holds nothing to lose (setup_coco passes one made by mktemp)
+    if report.exists() and report.stat().st_size and not _is_own_report(report):
         raise UserError(f"--report {report} exists and is not a report of this script; refusing to "
                         "overwrite it (give a new file name)")
     parent = report.absolute().parent
