@@ -496,6 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.path)
     if root.is_file():
         raise UserError(f"--path {root} is a file; give the COCO root folder that holds annotations/")
+    if not root.is_dir():
+        raise UserError(f"--path {root}: no such folder; give the COCO root folder that holds annotations/")
+    if not (root / "annotations").is_dir() and (root.absolute().parent / "annotations").is_dir():
+        raise UserError(f"--path {root} has no annotations/ folder, its parent has: give the COCO root "
+                        f"(--path {root.absolute().parent}), not an image folder")
     paths = [annotation_file(root, s) for s in dict.fromkeys(args.splits)]
     if args.report:
         check_report_path(Path(args.report), root)

@@ -393,3 +393,12 @@ def test_foreign_journal_moves_nothing(tmp_path, journal):
     r = run_script("--path", str(root))
     assert r.returncode == 1 and "Traceback" not in r.stderr and "journal" in r.stderr, r.stderr
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_image_folder_or_missing_folder_as_path(tmp_path):
+    """--path coco-data/val2017 (the image folder) or a typo: say which folder to give."""
+    root = make_root(tmp_path)
+    r = run_script("--path", str(root / "val2017"))
+    assert r.returncode == 2 and f"--path {root}" in r.stderr and "image folder" in r.stderr, r.stderr
+    r = run_script("--path", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "no such folder" in r.stderr, r.stderr
