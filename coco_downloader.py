@@ -176,14 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(archives, root, args, retry)
 
 
+def _provided(path: Path) -> bool:
+    """An annotation file that is a file, or an image folder that is a folder with something in it
+    (a file named ``train2017`` is not the extracted split)."""
+    if path.suffix == ".json":
+        return path.is_file()
+    return path.is_dir() and any(path.iterdir())
+
+
 def _already_there(a: Archive, root: Path, no_download: bool) -> bool:
     """Extracted by an earlier run (marker + what it vouches for), or, with --no-download,
     extracted by hand: every path the archive provides exists (a folder not empty)."""
     if dl.is_extracted(root, a.zip_name, a.provides):
         log.info("%s: already downloaded and extracted, skipping", a.zip_name)
         return True
-    if no_download and not (root / a.zip_name).is_file() and a.provides and all(
-            (root / p).is_file() or ((root / p).is_dir() and any((root / p).iterdir())) for p in a.provides):
+    if no_download and not (root / a.zip_name).is_file() and a.provides and all(_provided(root / p) for p in a.provides):
         log.info("%s: not here, but %s already is (extracted before): using it", a.zip_name,
                  ", ".join(a.provides))
         return True

@@ -513,3 +513,15 @@ def test_stop_cuts_a_stalled_server_at_once(http_server, tmp_path, hostile):
     assert not t.is_alive(), "the stop did not cut the stalled connection"
     assert outcome == ["cancelled"]
     assert http_server.count("GET", "f.bin") == 1, "no retry after a stop"
+
+
+def test_no_download_does_not_take_a_file_for_a_split_folder(tmp_path):
+    """A file named train2017 (or a folder named like an annotation file) is not an extracted split."""
+    out = tmp_path / "coco"
+    out.mkdir()
+    (out / "train2017").write_text("x")
+    (out / "annotations/instances_train2017.json").mkdir(parents=True)
+    (out / "annotations/instances_val2017.json").write_text("{}")
+    for split in ("train", "annotations"):
+        r = run_script("--path", str(out), "--splits", split, "--no-download")
+        assert r.returncode == 1 and "not found" in r.stderr and "using it" not in r.stderr, r.stderr
