@@ -93,6 +93,8 @@ def check_image(path: str) -> tuple[str, str | None]:
 
     from vision.datasets.image_io import ImageDecodeError, check_pixel_limit
 
+    if os.path.islink(path) and not os.path.exists(path):
+        return path, f"broken symbolic link (to {os.readlink(path)})"
     try:
         size = os.stat(path).st_size
         if size == 0:
@@ -149,8 +151,8 @@ def iter_files(folder: Path) -> Iterator[str]:
         for name in sorted(filenames):
             if not name.startswith("."):
                 p = os.path.join(dirpath, name)
-                if os.path.isfile(p):
-                    yield p
+                if os.path.isfile(p) or (os.path.islink(p) and not os.path.exists(p)):
+                    yield p  # a broken link is a bad file, not nothing (the loader would fail on it)
 
 
 def scan(files: Sequence[str], workers: int, progress: bool | None = None) -> list[tuple[str, str]]:
@@ -190,10 +192,13 @@ def scan(files: Sequence[str], workers: int, progress: bool | None = None) -> li
 
 def _free_name(dest: Path) -> Path:
     """``dest``, or ``dest.1``, ``dest.2``... if taken (never overwrite a quarantined file)."""
-    if not dest.exists():
+    def taken(p: Path) -> bool:
+        return p.exists() or p.is_symlink()  # a quarantined broken link counts too
+
+    if not taken(dest):
         return dest
     i = 1
-    while dest.with_name(f"{dest.name}.{i}").exists():
+    while taken(dest.with_name(f"{dest.name}.{i}")):
         i += 1
     return dest.with_name(f"{dest.name}.{i}")
 

@@ -294,3 +294,20 @@ def test_earlier_quarantine_inside_is_not_judged_again(tmp_path):
     r = run_script("--path", str(root), "--action", "delete", "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in inv.iterdir()) == before
+
+
+def test_broken_symlink_is_bad_not_ignored(tmp_path):
+    """A broken link named .jpg was neither checked nor counted: 'all readable', and training then
+    failed on it. It is a bad file now: quarantined (the link moves, its target is not followed)."""
+    d = make_folder(tmp_path / "imgs")
+    for n in BAD:
+        (d / n).unlink()
+    (d / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (d / "ok.jpg").symlink_to(d / "rgb.jpg")
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 1 and "broken symbolic link" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "imgs_invalid/gone.jpg").is_symlink() and not (d / "gone.jpg").is_symlink()
+    assert (d / "ok.jpg").is_symlink() and (d / "rgb.jpg").is_file()
+    (d / "gone.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # a second one under the same name
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    assert (tmp_path / "imgs_invalid/gone.jpg").is_symlink() and (tmp_path / "imgs_invalid/gone.jpg.1").is_symlink()
