@@ -260,6 +260,9 @@ def _merge_previous(report_path: Path, entries: list[dict]) -> list[dict]:
     now = {e["moved_to"] for e in entries if e.get("moved_to")}
     kept = [e for e in old if isinstance(e, dict) and e.get("moved_to") and e["moved_to"] not in now
             and Path(e["moved_to"]).exists()]
+    for e in kept:  # a run killed half-way: what it had moved is quarantined
+        if e.get("action") == "quarantining":
+            e["action"] = "quarantined"
     return kept + entries
 
 
@@ -282,7 +285,7 @@ def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: 
         for e in entries:
             if act == "quarantine":
                 src = Path(e["path"])
-                dest = _free_name(invalid_dir / src.relative_to(abs_folder))
+                dest = Path(e["moved_to"]) if e.get("moved_to") else _free_name(invalid_dir / src.relative_to(abs_folder))
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(src), str(dest))
                 e.update(action="quarantined", moved_to=str(dest))
@@ -367,14 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     entries = [{"path": os.path.abspath(p), "reason": r, "action": "reported", "moved_to": None}
                for p, r in bad]
-    if bad:
-        print(f"{len(bad)} bad file(s) in {folder}:")
-        for p, r in bad:
-            print(f"  {p}: {r}")
-        act_error = _apply_action(entries, _confirmed_action(args, invalid_dir, len(bad)), abs_folder, invalid_dir)
-    else:
-        act_error = None
-    if bad or args.report:
+    def write_report(act_error: OSError | None = None) -> None:
         try:
             atomic_write_json(report_path, {
                 "folder": str(abs_folder), "checked": len(files), "skipped_not_images": skipped,
@@ -383,6 +379,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as e:
             raise Failure(f"cannot write the report {report_path}: {e.strerror or e}"
                           + (f"; and {args.action} stopped early: {act_error}" if act_error else "")) from None
+
+    act_error = None
+    if bad:
+        print(f"{len(bad)} bad file(s) in {folder}:")
+        for p, r in bad:
+            print(f"  {p}: {r}")
+        act = _confirmed_action(args, invalid_dir, len(bad))
+        if act == "quarantine":  # the report names every destination before the first move, so a
+            for e in entries:    # run killed half-way leaves no quarantined file it does not list
+                src = Path(e["path"])
+                e.update(action="quarantining", moved_to=str(_free_name(invalid_dir / src.relative_to(abs_folder))))
+            write_report()
+        act_error = _apply_action(entries, act, abs_folder, invalid_dir)
+        if act_error is not None:
+            for e in entries:
+                if e["action"] == "quarantining":
+                    e.update(action="reported", moved_to=None)
+    if bad or args.report:
+        write_report(act_error)
         log.info("report written to %s", report_path)
     if act_error is not None:
         raise Failure(f"cannot {'delete' if args.action == 'delete' else 'move'} {act_error.filename or ''}: "

@@ -311,3 +311,25 @@ def test_broken_symlink_is_bad_not_ignored(tmp_path):
     (d / "gone.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # a second one under the same name
     assert run_script("--path", str(d), "--workers", "1").returncode == 1
     assert (tmp_path / "imgs_invalid/gone.jpg").is_symlink() and (tmp_path / "imgs_invalid/gone.jpg.1").is_symlink()
+
+
+def test_killed_quarantine_leaves_no_unlisted_file(tmp_path):
+    """SIGKILL after some moves: the report was written only at the end, so the quarantined files
+    were listed nowhere (and the next run's report did not know them either)."""
+    d = make_folder(tmp_path / "imgs")
+    code = ("import sys, shutil, os, signal; sys.argv = ['v', '--path', sys.argv[1], '--workers', '1']\n"
+            "import validate_image_files as v\n"
+            "real = shutil.move; n = []\n"
+            "def move(a, b):\n"
+            "    real(a, b); n.append(a)\n"
+            "    if len(n) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "v.shutil.move = move\n"
+            "sys.exit(v.run_main(v.main))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(d)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    inv = tmp_path / "imgs_invalid"
+    report = json.loads((inv / "report.json").read_text())
+    listed = {Path(e["moved_to"]).name for e in report["bad"]}
+    assert listed == {p.name for p in inv.rglob("*") if p.is_file() and p.name != "report.json"} == set(BAD)
+    assert all(e["action"] == "quarantined" for e in report["bad"])
