@@ -38,6 +38,7 @@ JSON, missing keys or wrong types, --path is a file, categories that disagree.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import logging
 import math
@@ -291,12 +292,22 @@ def drop_indices(items: list, indices: set[int]) -> list:
 
 
 def keep_backup(path: Path) -> Path:
-    """Keep the original as ``PATH.orig`` unless one exists (a hard link when possible:
-    instant and no extra space; the fixed file is written as a new file anyway)."""
-    backup = path.with_name(path.name + ".orig")
-    if backup.exists():
-        log.info("backup %s already exists; keeping it", backup)
-        return backup
+    """Keep the original as ``PATH.orig`` unless one with the same content exists (a hard link
+    when possible: instant and no extra space; the fixed file is written as a new file anyway).
+    A ``.orig`` that holds something else (the file was replaced since: a new download, another
+    version, or a fixed file about to lose entries to --drop-*) stays, and this version is kept
+    as ``PATH.orig.1`` (``.2``...): no version is ever changed without a copy."""
+    first = backup = path.with_name(path.name + ".orig")
+    i = 0
+    while backup.exists():
+        if os.path.samefile(path, backup) or filecmp.cmp(path, backup, shallow=False):
+            log.info("backup %s already exists; keeping it", backup)
+            return backup
+        i += 1
+        backup = first.with_name(f"{first.name}.{i}")
+    if i:
+        log.warning("%s differs from its earlier backup %s; keeping this version as %s", path, first.name,
+                    backup.name)
     try:
         os.link(path, backup)
     except FileExistsError:

@@ -402,3 +402,25 @@ def test_image_folder_or_missing_folder_as_path(tmp_path):
     assert r.returncode == 2 and f"--path {root}" in r.stderr and "image folder" in r.stderr, r.stderr
     r = run_script("--path", str(tmp_path / "nope"))
     assert r.returncode == 2 and "no such folder" in r.stderr, r.stderr
+
+
+def test_a_replaced_original_gets_its_own_backup(tmp_path):
+    """A new version of the file (another download, the user's new export) with an older .orig
+    beside it: the old code kept the stale .orig and the new original was lost once fixed."""
+    root = make_root(tmp_path, splits=("val",))
+    path = root / "annotations/instances_val2017.json"
+    first = path.read_bytes()
+    assert run_script("--path", str(root), "--splits", "val").returncode == 0
+    d = coco_dict(6)
+    (root / "val2017/000000000104.jpg").write_bytes(b"jpeg")
+    (root / "val2017/000000000105.jpg").write_bytes(b"jpeg")
+    path.write_text(json.dumps(d))
+    second = path.read_bytes()
+    r = run_script("--path", str(root), "--splits", "val")
+    assert r.returncode == 0 and "differs from its earlier backup" in r.stderr, r.stderr
+    assert path.with_name(path.name + ".orig").read_bytes() == first
+    assert path.with_name(path.name + ".orig.1").read_bytes() == second
+    # the same original again: no new copy
+    path.write_bytes(second)
+    r = run_script("--path", str(root), "--splits", "val")
+    assert r.returncode == 0 and not path.with_name(path.name + ".orig.2").exists(), r.stderr
