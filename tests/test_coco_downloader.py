@@ -525,3 +525,24 @@ def test_no_download_does_not_take_a_file_for_a_split_folder(tmp_path):
     for split in ("train", "annotations"):
         r = run_script("--path", str(out), "--splits", split, "--no-download")
         assert r.returncode == 1 and "not found" in r.stderr and "using it" not in r.stderr, r.stderr
+
+
+def test_extraction_keeps_a_changed_file_it_replaces(tmp_path):
+    """Re-extracting the annotations (one json was deleted, so the archive is fetched and unzipped
+    again) silently replaced the other json, fixed or edited since. Its old version is kept."""
+    z = make_zip(tmp_path / "a.zip", {"annotations/instances_train2017.json": b'{"orig": 1}',
+                                       "annotations/instances_val2017.json": b'{"orig": 2}'})
+    out = tmp_path / "coco"
+    dl.extract_zip(z, out, progress=False)
+    train = out / "annotations/instances_train2017.json"
+    train.write_text('{"edited": 1}')
+    (out / "annotations/instances_val2017.json").unlink()
+    for round_ in range(2):
+        dl.extract_zip(z, out, progress=False)
+        assert train.read_bytes() == b'{"orig": 1}'
+        assert (out / "annotations/instances_train2017.json.before-extract").read_text() == '{"edited": 1}'
+        train.write_text('{"edited again": 1}')
+    assert (out / "annotations/instances_train2017.json.before-extract.1").read_text() == '{"edited again": 1}'
+    kept = sorted(p.name for p in (out / "annotations").iterdir())
+    assert kept == ["instances_train2017.json", "instances_train2017.json.before-extract",
+                    "instances_train2017.json.before-extract.1", "instances_val2017.json"]
