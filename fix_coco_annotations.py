@@ -504,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not args.path.strip():  # an unset shell variable: never "the current folder" by accident
+        raise UserError("--path is empty; give a folder")
     root = Path(args.path)
     if root.is_file():
         raise UserError(f"--path {root} is a file; give the COCO root folder that holds annotations/")

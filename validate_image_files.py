@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not args.path.strip():  # an unset shell variable: never "the current folder" by accident
+        raise UserError("--path is empty; give a folder")
     folder = Path(args.path)
     if folder.is_file():
         raise UserError(f"--path {folder} is a file; give the folder of images (e.g. coco-data/train2017)")

@@ -424,3 +424,11 @@ def test_a_replaced_original_gets_its_own_backup(tmp_path):
     path.write_bytes(second)
     r = run_script("--path", str(root), "--splits", "val")
     assert r.returncode == 0 and not path.with_name(path.name + ".orig.2").exists(), r.stderr
+
+
+def test_empty_path_is_not_the_current_folder(tmp_path):
+    root = make_root(tmp_path)
+    r = subprocess.run([sys.executable, str(REPO / "fix_coco_annotations.py"), "--path", ""], cwd=root,
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2 and "--path is empty" in r.stderr, r.stderr
+    assert not (root / "annotations/instances_val2017.json.orig").exists()

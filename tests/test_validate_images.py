@@ -333,3 +333,12 @@ def test_killed_quarantine_leaves_no_unlisted_file(tmp_path):
     listed = {Path(e["moved_to"]).name for e in report["bad"]}
     assert listed == {p.name for p in inv.rglob("*") if p.is_file() and p.name != "report.json"} == set(BAD)
     assert all(e["action"] == "quarantined" for e in report["bad"])
+
+
+def test_empty_path_is_not_the_current_folder(tmp_path):
+    """--path "$UNSET" checked (and with --action delete, cleaned) the current folder."""
+    r = subprocess.run([sys.executable, str(REPO / "validate_image_files.py"), "--path", "", "--action", "delete"],
+                       cwd=make_folder(tmp_path / "imgs"), capture_output=True, text=True, timeout=60,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2 and "--path is empty" in r.stderr, r.stderr
+    assert all((tmp_path / "imgs" / n).exists() for n in BAD)
