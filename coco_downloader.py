@@ -165,6 +165,8 @@ def _download_all(archives: list[Archive], root: Path, args: argparse.Namespace,
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not args.path.strip():  # an unset shell variable: never "the current folder" by accident
+        raise UserError("--path is empty; give the folder to download into")
     root = Path(args.path)
     archives = [ARCHIVES[s] for s in dict.fromkeys(args.splits)]
     retry = dl.RetryPolicy(retries=args.retries, backoff=args.retry_backoff, timeout=args.timeout,

@@ -116,7 +116,7 @@ def test_retries_used_up_keeps_part_for_later(http_server, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--base-url", "images.cocodataset.org"], ["--splits", "bogus"],
-                                  ["--workers", "0"], ["--retries", "-1"]])
+                                  ["--workers", "0"], ["--retries", "-1"], ["--path", ""]])
 def test_bad_usage_exit_2(args, tmp_path):
     r = run_script("--path", str(tmp_path / "c"), *args)
     assert r.returncode == 2, r.stderr
