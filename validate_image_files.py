@@ -353,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.action == "quarantine" and invalid_dir.exists() and not invalid_dir.is_dir():
         raise UserError(f"{invalid_dir} is a file; bad images are moved into a folder of that name "
                         "(move the file away or use --action report)")
+    if not args.report and report_path.is_file() and report_path.stat().st_size and not _is_own_report(report_path):
+        raise UserError(f"{report_path} exists and is not a report of this script (is {invalid_dir} a folder of "
+                        "yours?); give --report FILE.json, or move it away")
 
     all_files = list(iter_files(folder))
     files = [f for f in all_files if is_image_name(f)]

@@ -342,3 +342,14 @@ def test_empty_path_is_not_the_current_folder(tmp_path):
                        env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 2 and "--path is empty" in r.stderr, r.stderr
     assert all((tmp_path / "imgs" / n).exists() for n in BAD)
+
+
+def test_someone_elses_report_json_in_the_invalid_folder_is_kept(tmp_path):
+    """photos_invalid/ was the user's own folder with a report.json of theirs: it was replaced."""
+    d = make_folder(tmp_path / "photos")
+    (tmp_path / "photos_invalid").mkdir()
+    (tmp_path / "photos_invalid/report.json").write_text('{"my": "notes"}')
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 2 and "not a report of this script" in r.stderr, r.stderr
+    assert (tmp_path / "photos_invalid/report.json").read_text() == '{"my": "notes"}'
+    assert all((d / n).exists() for n in BAD), "refused before moving anything"
