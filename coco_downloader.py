@@ -192,7 +192,8 @@ def _already_there(a: Archive, root: Path, no_download: bool) -> bool:
     if dl.is_extracted(root, a.zip_name, a.provides):
         log.info("%s: already downloaded and extracted, skipping", a.zip_name)
         return True
-    if no_download and not (root / a.zip_name).is_file() and a.provides and all(_provided(root / p) for p in a.provides):
+    if no_download and not (root / a.zip_name).is_file() and a.provides and all(
+            _provided(root / p) for p in a.provides):
         log.info("%s: not here, but %s already is (extracted before): using it", a.zip_name,
                  ", ".join(a.provides))
         return True

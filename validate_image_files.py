@@ -285,7 +285,8 @@ def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: 
         for e in entries:
             if act == "quarantine":
                 src = Path(e["path"])
-                dest = Path(e["moved_to"]) if e.get("moved_to") else _free_name(invalid_dir / src.relative_to(abs_folder))
+                dest = (Path(e["moved_to"]) if e.get("moved_to")
+                        else _free_name(invalid_dir / src.relative_to(abs_folder)))
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(src), str(dest))
                 e.update(action="quarantined", moved_to=str(dest))
