@@ -54,10 +54,11 @@ def _open_images(root: str, train: bool, **kw: Any) -> Dataset:
 
 def _yolo(root: str, train: bool, **kw: Any) -> Dataset:
     return YOLODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
-                       split="train" if train else "val", keep_empty=kw["keep_empty"])
+                       split=kw.get("split") or ("train" if train else "val"), keep_empty=kw["keep_empty"])
 
 
-# --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=);
+# --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=,
+# split=: the split name as asked, for formats with more than train/val);
 # a new format is one row here
 OPENERS: dict[str, Callable[..., Dataset]] = {"coco": _coco, "voc": _voc, "open_images": _open_images,
                                               "yolo": _yolo}
@@ -89,7 +90,8 @@ def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, tran
     check_dataset_folder(dataset_type, root, split)
     try:
         ds = opener(str(root), split == "train", transform=transform, target_transform=target_transform,
-                    keep_empty=keep_empty, balance_data=balance_data, label_file=label_file)
+                    keep_empty=keep_empty, balance_data=balance_data, label_file=label_file,
+                    split=split)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
     if len(ds) == 0:
