@@ -56,7 +56,10 @@ def detect_dataset_type(path: str | os.PathLike) -> tuple[str, Path]:
         return kind, where
     looked = "; ".join(f"{what} ({kind})" for kind, what in SIGNATURES)
     if not found:
-        raise UserError(f"cannot tell the dataset type of {root}: looked for {looked}; found none "
-                        f"(pass --dataset-type)")
+        from vision.datasets.yolo import export_without_yaml
+
+        hint = export_without_yaml(root)
+        raise UserError(f"cannot tell the dataset type of {root}: " +
+                        (hint if hint else f"looked for {looked}; found none (pass --dataset-type)"))
     both = " and ".join(f"{kind} ({where})" for kind, where in found.items())
     raise UserError(f"{root} is ambiguous: it looks like {both}; pass --dataset-type to choose")
