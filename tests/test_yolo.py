@@ -384,3 +384,11 @@ def test_image_list_in_a_subfolder_may_name_paths_from_the_dataset_root(tmp_path
     (root / "lists" / "train.txt").write_text("./images/train/a.jpg\nimages/train/b.jpg\n")
     (root / "data.yaml").write_text("train: lists/train.txt\nval: images/val\nnames: [a, b]\n")
     assert sorted(YOLODataset(root).image_ids) == ["images/train/a.jpg", "images/train/b.jpg"]
+
+
+def test_class_names_keep_their_text_yes_no_on_off_and_leading_zeros(tmp_path):
+    root = _layout(tmp_path / "d", names="[yes, no, On, off, 007, 1.50]", extra="nc: 6\n",
+                   labels={"a": "1 0.5 0.5 0.2 0.2\n"})
+    assert YOLODataset(root).class_names == ["BACKGROUND", "yes", "no", "On", "off", "007", "1.50"]
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: yes, 1: no}\n")
+    assert YOLODataset(root).class_names == ["BACKGROUND", "yes", "no"]

@@ -90,6 +90,8 @@ def export_without_yaml(folder: Path) -> str | None:
 def _class_names(data: dict, src: Path) -> list[str]:
     names = data.get("names")
     nc = data.get("nc")
+    if isinstance(nc, str) and nc.strip().isdigit():
+        nc = int(nc)
     if nc is not None and (type(nc) is not int or nc < 1):
         raise UserError(f"{src}: 'nc' must be a positive integer, got {nc!r}")
     if names is None:
@@ -119,6 +121,24 @@ def _class_names(data: dict, src: Path) -> list[str]:
     return normalize_class_names([BACKGROUND] + names, source=str(src))
 
 
+def _text_loader():
+    """PyYAML's safe loader with every plain scalar kept as its text (only empty / ``null`` / ``~`` are None).
+
+    Why: YAML 1.1 turns class names ``yes``, ``no``, ``on``, ``off`` into booleans and ``007`` into
+    the number 7, so labels.txt would say ``True`` or ``7``; a data.yaml holds only names, paths
+    and ``nc``, and ``nc`` and the ``names`` map's keys are converted here.
+    """
+    import yaml
+
+    class TextLoader(yaml.SafeLoader):
+        pass
+
+    TextLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return TextLoader
+
+
 def read_data_yaml(path: str | os.PathLike) -> tuple[Path, dict, Path, list[str]]:
     """(yaml file, its content, dataset root, class names with BACKGROUND first)."""
     import yaml
@@ -127,11 +147,11 @@ def read_data_yaml(path: str | os.PathLike) -> tuple[Path, dict, Path, list[str]
     try:
         text = src.read_text(encoding="utf-8-sig")
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_text_loader())
         except yaml.YAMLError:
             # PyYAML refuses a tab after a value ("val: images/val\t"); trailing blanks mean
             # nothing in a data.yaml, so retry without them before calling the file malformed
-            data = yaml.safe_load("\n".join(line.rstrip() for line in text.splitlines()))
+            data = yaml.load("\n".join(line.rstrip() for line in text.splitlines()), Loader=_text_loader())
     except UnicodeDecodeError:
         raise UserError(f"{src}: not UTF-8 text") from None
     except yaml.YAMLError as e:
