@@ -433,6 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = collect_boxes(parts, args.max_images)
     if not data.image_ids:
         raise UserError("no readable images in " + ", ".join(args.datasets))
+    if suggest is not None and len(data.boxes) == 0:
+        raise UserError(f"--suggest-priors: no boxes in {', '.join(args.datasets)} ({'+'.join(args.split)}) to fit "
+                        f"priors to")
     log.info("%d images, %d boxes; computing prior coverage", len(data.image_ids), len(data.boxes))
     report, extras = build_report(data, source, args.resolution, threshold, args.min_coverage)
     head = {"datasets": [str(d) for d in args.datasets], "dataset_type": "+".join(sorted(set(types))),

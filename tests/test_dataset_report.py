@@ -231,3 +231,18 @@ def test_unwritable_outputs_are_one_line_errors(yolo_data, tmp_path, capsys):
         assert run_main(dataset_report.main, ["--dataset", str(root), *map(str, extra)]) == 2
         err = capsys.readouterr().err
         assert "is a file" in err and "Traceback" not in err
+
+
+def test_suggest_priors_without_any_box_is_refused(tmp_path, capsys):
+    root = tmp_path / "neg"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        Image.new("RGB", (64, 48)).save(root / "images" / split / "a.jpg")
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a]\n")
+    rep, _ = report(["--dataset", root], tmp_path)  # the report itself is fine: 1 image, 0 boxes
+    assert rep["images"] == 1 and rep["boxes"] == 0 and rep["prior_coverage"]["overall"] is None
+    argv = ["--dataset", str(root), "--output", str(tmp_path / "o2"), "--suggest-priors", str(tmp_path / "p.json")]
+    assert run_main(dataset_report.main, argv) == 2
+    assert "no boxes" in capsys.readouterr().err and not (tmp_path / "p.json").exists()
