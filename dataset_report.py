@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = PriorSource(net, args.priors)
     source.priors(args.resolution)  # a priors file that does not fit the net fails here, before the long part
 
-    parts, types = [], []
+    parts, types, seen = [], [], {}
     for d in args.datasets:
         kind = resolve_dataset_type(args.dataset_type, d)
         types.append(kind)
@@ -423,7 +423,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if split == "test" and kind != "yolo":
                 raise UserError(f"--split test is for YOLO datasets only ({d} is {kind})")
             ds = open_dataset(kind, d, split=split)
-            parts.append((f"{Path(d).name}:{split}" if len(args.datasets) > 1 else split, ds))
+            label = f"{Path(d).name}:{split}" if len(args.datasets) > 1 else split
+            # the same split twice (--split train train, DIR and DIR/data.yaml, a yaml whose val is
+            # its train) would count every box twice
+            key = frozenset(os.path.realpath(ds.image_path(i)) for i in range(len(ds)))
+            if key in seen:
+                log.warning("%s %s holds the same images as %s; counted once", d, split, seen[key])
+                continue
+            seen[key] = f"{d} {split}"
+            parts.append((label, ds))
     check_not_over_inputs([out / n for n in REPORT_FILES] + ([suggest] if suggest else []), [ds for _, ds in parts],
                           out)
     names = list(parts[0][1].class_names)

@@ -246,3 +246,10 @@ def test_suggest_priors_without_any_box_is_refused(tmp_path, capsys):
     argv = ["--dataset", str(root), "--output", str(tmp_path / "o2"), "--suggest-priors", str(tmp_path / "p.json")]
     assert run_main(dataset_report.main, argv) == 2
     assert "no boxes" in capsys.readouterr().err and not (tmp_path / "p.json").exists()
+
+
+def test_the_same_split_given_twice_is_counted_once(yolo_data, tmp_path):
+    root, summary = yolo_data
+    rep, _ = report(["--dataset", root, root / "data.yaml", "--split", "train", "train"], tmp_path)
+    tr = summary["splits"]["train"]
+    assert rep["images"] == tr["images"] and rep["boxes"] == tr["boxes"]
