@@ -392,3 +392,16 @@ def test_class_names_keep_their_text_yes_no_on_off_and_leading_zeros(tmp_path):
     assert YOLODataset(root).class_names == ["BACKGROUND", "yes", "no", "On", "off", "007", "1.50"]
     (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: yes, 1: no}\n")
     assert YOLODataset(root).class_names == ["BACKGROUND", "yes", "no"]
+
+
+def test_windows_written_paths_and_a_roboflow_coco_export(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    (root / "train.txt").write_text(".\\images\\train\\a.jpg\r\nimages\\train\\b.jpg\r\n")
+    (root / "data.yaml").write_text("train: train.txt\nval: images\\val\nnames: [a, b]\n")
+    assert sorted(YOLODataset(root).image_ids) == ["images/train/a.jpg", "images/train/b.jpg"]
+    assert len(YOLODataset(root, split="val")) == 1
+    rf = tmp_path / "rf"
+    (rf / "train").mkdir(parents=True)
+    (rf / "train" / "_annotations.coco.json").write_text("{}")
+    with pytest.raises(UserError, match="Roboflow COCO export"):
+        detect_dataset_type(rf)

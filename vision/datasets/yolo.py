@@ -194,7 +194,15 @@ def label_path(image_path: str | os.PathLike) -> Path:
     return Path(os.path.splitext(s)[0] + ".txt")
 
 
+def _posix(entry: str) -> str:
+    """A relative path written on Windows (``images\\train``, ``.\\images\\a.jpg``) in this OS's form."""
+    if os.sep == "/" and "\\" in entry and not (len(entry) > 1 and entry[1] == ":"):
+        return entry.replace("\\", "/")
+    return entry
+
+
 def _resolve(root: Path, entry: str) -> Path:
+    entry = _posix(entry)
     p = Path(entry).expanduser()
     if p.is_absolute():
         return p
@@ -248,7 +256,7 @@ def split_images(src: Path, data: dict, root: Path, split: str) -> list[Path]:
             for line in lines:
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    q = Path(line).expanduser()
+                    q = Path(_posix(line)).expanduser()
                     if not q.is_absolute():
                         # Ultralytics: relative to the list's folder; lists kept in a subfolder
                         # often name paths from the dataset root instead
