@@ -132,6 +132,10 @@ class PriorSource:
         self.net = net
         self.file = priors_file
         self.spec = load_priors_spec(priors_file) if priors_file else None
+        made_for = (self.spec or {}).get("net")
+        if made_for and made_for != net:
+            log.warning("priors file %s was made for %s, checked here with %s's feature maps", priors_file,
+                        made_for, net)
 
     def describe(self) -> str:
         return f"priors file {self.file}" if self.file else f"{self.net} default priors"
@@ -161,6 +165,7 @@ def build_report(data, source: PriorSource, resolution: int, threshold: float,
                  min_coverage: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report dict for report.json, extras for the picture and the suggestion)."""
     from vision.ssd.custom_priors import priors_from_spec, spec_from_ssd_specs, suggest_specs
+    from vision.ssd.prior_coverage import MATCH_IOU_THRESHOLD
     from vision.ssd.registry import feature_map_sizes
 
     names = data.class_names
@@ -225,7 +230,9 @@ def build_report(data, source: PriorSource, resolution: int, threshold: float,
             "side_px_at_input": _percentiles(side),
         },
         "prior_coverage": {"priors": source.describe(), "num_priors": int(priors.size(0)),
-                           "rule": f"best prior IoU >= {threshold:g}, the training matcher's rule",
+                           "rule": f"best prior IoU >= {threshold:g}, " + (
+                               "the training matcher's rule" if threshold == MATCH_IOU_THRESHOLD else
+                               f"training matches at {MATCH_IOU_THRESHOLD:g}"),
                            "iou_threshold": threshold, **cov},
         "alternatives": alternatives,
         "advice": advice,
@@ -442,8 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not data.image_ids:
         raise UserError("no readable images in " + ", ".join(args.datasets))
     if suggest is not None and len(data.boxes) == 0:
-        raise UserError(f"--suggest-priors: no boxes in {', '.join(args.datasets)} ({'+'.join(args.split)}) to fit "
-                        f"priors to")
+        raise UserError(f"--suggest-priors: no boxes in {', '.join(args.datasets)} ({'+'.join(args.split)}"
+                        + (f", first {args.max_images} images" if args.max_images else "") + ") to fit priors to")
     log.info("%d images, %d boxes; computing prior coverage", len(data.image_ids), len(data.boxes))
     report, extras = build_report(data, source, args.resolution, threshold, args.min_coverage)
     head = {"datasets": [str(d) for d in args.datasets], "dataset_type": "+".join(sorted(set(types))),
