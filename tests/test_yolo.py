@@ -405,3 +405,12 @@ def test_windows_written_paths_and_a_roboflow_coco_export(tmp_path):
     (rf / "train" / "_annotations.coco.json").write_text("{}")
     with pytest.raises(UserError, match="Roboflow COCO export"):
         detect_dataset_type(rf)
+
+
+def test_a_yaml_of_another_name_is_pointed_to(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n"})
+    (root / "data.yaml").rename(root / "parts.yaml")
+    for call in (lambda: detect_dataset_type(root), lambda: YOLODataset(root)):
+        with pytest.raises(UserError, match=r"it has parts\.yaml: pass that file itself"):
+            call()
+    assert detect_dataset_type(root / "parts.yaml")[0] == "yolo" and len(YOLODataset(root / "parts.yaml")) == 1

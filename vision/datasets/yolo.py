@@ -71,7 +71,11 @@ def export_without_yaml(folder: Path) -> str | None:
 
     Why: those exports are the YOLO label format without Ultralytics' yaml; "no data.yaml" or
     "cannot tell the type" alone leaves the user guessing, so say which tool it is and the yaml to write.
+    A yaml of another name (Ultralytics ships ``coco8.yaml``) is named too.
     """
+    others = sorted(q.name for q in folder.glob("*.y*ml") if q.suffix.lower() in (".yaml", ".yml") and q.is_file())
+    if others:
+        return f"it has {', '.join(others[:3])}: pass that file itself (--datasets {folder / others[0]})"
     if (folder / "obj.data").is_file() or (folder / "obj.names").is_file():
         names = "obj.names"
         images = "obj_train_data" if (folder / "obj_train_data").is_dir() else "<the image folder>"
