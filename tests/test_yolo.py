@@ -414,3 +414,19 @@ def test_a_yaml_of_another_name_is_pointed_to(tmp_path):
         with pytest.raises(UserError, match=r"it has parts\.yaml: pass that file itself"):
             call()
     assert detect_dataset_type(root / "parts.yaml")[0] == "yolo" and len(YOLODataset(root / "parts.yaml")) == 1
+
+
+def test_label_files_without_an_image_are_reported(tmp_path, caplog):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n"})
+    (root / "images" / "train" / "b.gif").write_bytes(b"GIF89a")  # a type not read here
+    (root / "labels" / "train" / "b.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    with caplog.at_level(logging.WARNING):
+        ds = YOLODataset(root)
+    assert len(ds) == 1 and ds.stats["labels_without_image"] == 1
+    assert "1 label files have no image" in caplog.text and "b.txt" in caplog.text
+    flat = tmp_path / "flat"  # labels beside the images (CVAT): a list file there is no orphan label
+    _image(flat / "a.jpg")
+    (flat / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (flat / "train.txt").write_text("a.jpg\n")
+    (flat / "data.yaml").write_text("train: train.txt\nval: train.txt\nnames: [a]\n")
+    assert YOLODataset(flat).stats["labels_without_image"] == 0

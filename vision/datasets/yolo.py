@@ -280,6 +280,30 @@ def split_images(src: Path, data: dict, root: Path, split: str) -> list[Path]:
     return unique
 
 
+def _orphan_labels(images: list[Path]) -> list[str]:
+    """Label files in the label folders of ``images`` that belong to none of them.
+
+    Why: images of a type not read here (.gif, .heic) or deleted ones leave their labels behind,
+    and nothing else would tell: the split just has fewer boxes.
+    """
+    used = {os.path.normpath(str(label_path(im))) for im in images}
+    image_folders = {os.path.normpath(str(im.parent)) for im in images}
+    # only a labels/ folder of its own holds nothing but labels (beside the images there are image lists too)
+    folders = {os.path.dirname(u) for u in used} - image_folders
+    orphans = []
+    for folder in sorted(folders):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in sorted(names):
+            if name.lower().endswith(".txt") and name != "classes.txt":
+                full = os.path.normpath(os.path.join(folder, name))
+                if full not in used:
+                    orphans.append(full)
+    return orphans
+
+
 def _parse_line(line: str, num_classes: int) -> tuple[int, float, float, float, float] | str:
     """(class, x1, y1, x2, y2) normalised, or the reason the line is bad."""
     parts = line.split()
@@ -385,9 +409,15 @@ class YOLODataset(DetectionDataset):
             self._labels.append(np.array([r[0] + 1 for r in rows], dtype=np.int64))
             counts["boxes"] += len(rows)
         counts["images"] = len(self.image_ids)
+        orphans = _orphan_labels(images)
+        counts["labels_without_image"] = len(orphans)
         self.stats = counts
         found = counts["listed"] - counts["missing_images"]
         problems = []
+        if orphans:
+            problems.append(f"{len(orphans)} label files have no image of a supported type beside them, so their "
+                            f"boxes are not used (e.g. {format_ids(orphans, 2)}; image types read: "
+                            f"{' '.join(IMAGE_EXTENSIONS)})")
         if found and counts["no_label_file"] == found:
             # almost always labels in the wrong place; a training split of background images only
             # would "train" on zero boxes, so that is refused; val/test may be all negatives
