@@ -19,8 +19,9 @@ Bad lines (wrong column count, non-numbers, class out of range, values outside
 0..1 by more than ``COORD_TOLERANCE``, zero or negative size) are skipped and
 counted; the first few are logged with ``file:line``, all are kept in
 ``bad_lines``. An image none of whose label lines is usable is left out rather than
-trained as background; a train split where no image has a label file is refused. Values outside 0..1 within the tolerance are clipped. A missing or
-malformed yaml, or a split that is not there, is a one-line ``UserError``.
+trained as background; a train split where no image has a label file is refused.
+Values outside 0..1 within the tolerance are clipped. A missing or malformed yaml,
+or a split that is not there, is a one-line ``UserError``.
 
 Roboflow writes ``train: ../train/images`` next to a yaml that sits in the dataset
 folder itself; as Ultralytics does, a relative entry starting with ``../`` that
