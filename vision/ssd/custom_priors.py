@@ -99,6 +99,18 @@ def load_priors_spec(path: str | os.PathLike) -> dict:
     return validate_spec(data, str(p))
 
 
+def priors_spec_arg(value: Any, source: str = "--priors") -> dict | None:
+    """A ``--priors`` value as a checked spec: a path is read (a new run), a dict is the spec a run's
+    args.json / checkpoint already holds (--resume), None means the net's default priors."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return validate_spec(value, source)
+    if isinstance(value, (str, os.PathLike)):
+        return load_priors_spec(os.path.expanduser(value))
+    raise UserError(f"{source}: expected a priors file path or spec, got {type(value).__name__}")
+
+
 def spec_from_ssd_specs(specs: Sequence[SSDSpec], image_size: int, net: str | None = None) -> dict:
     """The JSON form of a list of ``SSDSpec`` (e.g. a net's default config)."""
     return {"format": FORMAT, "version": VERSION, "image_size": int(image_size),
