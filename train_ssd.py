@@ -430,7 +430,8 @@ def build_data(run: Run) -> Data:
                         f"{list(run.saved_class_names)}; a resumed run must keep its classes")
     train_dataset = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
     val_dataset = open_dataset(args.dataset_type, args.validation_dataset or args.datasets[0], split="val",
-                               transform=test_transform, target_transform=target_transform)
+                               transform=test_transform, target_transform=target_transform,
+                               reference=train_parts[0])
     if list(val_dataset.class_names) != class_names:
         raise UserError(f"the validation dataset's classes {list(val_dataset.class_names)} differ from the "
                         f"training classes {class_names}")
