@@ -649,7 +649,14 @@ def init_from_pretrained_ssd(net: torch.nn.Module, path: str, net_name: str) -> 
     behaviour, for fine-tuning on other classes), saying which happened."""
     state_dict, checkpoint = load_state_dict_file(path)
     file_classes = infer_num_classes(state_dict)
-    if file_classes == net.num_classes:
+    own = net.state_dict()
+    heads_fit = all(k not in own or tuple(v.shape) == tuple(own[k].shape) for k, v in state_dict.items()
+                    if k.startswith(("classification_headers.", "regression_headers.")))
+    if file_classes == net.num_classes and not heads_fit:  # custom priors: other boxes per cell
+        net.init_from_pretrained_ssd(path)
+        log.warning("--pretrained-ssd: the heads of %s predict other boxes per cell than --priors asks: loaded all "
+                    "but the prediction heads, which start from scratch", path)
+    elif file_classes == net.num_classes:
         load_net_weights(net, state_dict, net_name, path, checkpoint=checkpoint)
         log.info("--pretrained-ssd: loaded every weight of %s, heads included (%d classes)", path, file_classes)
     else:
