@@ -55,7 +55,8 @@ def _open_images(root: str, train: bool, **kw: Any) -> Dataset:
 
 def _yolo(root: str, train: bool, **kw: Any) -> Dataset:
     return YOLODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
-                       split="train" if train else "val", keep_empty=kw["keep_empty"])
+                       split="test" if kw.get("split") == "test" else "train" if train else "val",
+                       keep_empty=kw["keep_empty"])
 
 
 # --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=);
@@ -92,7 +93,7 @@ def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, tran
     try:
         ds = opener(str(root), split == "train", transform=transform, target_transform=target_transform,
                     keep_empty=keep_empty, balance_data=balance_data, label_file=label_file,
-                    reference=reference)
+                    reference=reference, split=split)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
     if len(ds) == 0:
