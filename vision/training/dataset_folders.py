@@ -39,7 +39,8 @@ def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str)
 
 def _coco(root: str, train: bool, **kw: Any) -> Dataset:
     return COCODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
-                       dataset_type="train" if train else "val", keep_empty=kw["keep_empty"])
+                       dataset_type="train" if train else "val", keep_empty=kw["keep_empty"],
+                       reference_categories=getattr(kw.get("reference"), "categories", None))
 
 
 def _voc(root: str, train: bool, **kw: Any) -> Dataset:
@@ -76,12 +77,13 @@ def resolve_dataset_type(dataset_type: str, root: str | os.PathLike) -> str:
 
 def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, transform=None,
                  target_transform=None, balance_data: bool = False, keep_empty: bool = True,
-                 label_file: str | os.PathLike | None = None) -> Dataset:
+                 label_file: str | os.PathLike | None = None, reference: Dataset | None = None) -> Dataset:
     """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``), for training and evaluation.
 
     Validation splits follow upstream: COCO ``val2017``, VOC's test list (``is_test``), Open
     Images ``test``. ``label_file`` is VOC's class list (default: its labels.txt or the 20 VOC
-    classes). An empty dataset is a ``UserError``.
+    classes). ``reference``: the training dataset, whose class numbering a validation split follows
+    (COCO files not renumbered by fix_coco_annotations.py). An empty dataset is a ``UserError``.
     """
     dataset_type = resolve_dataset_type(dataset_type, root)
     opener = OPENERS.get(dataset_type)
@@ -91,7 +93,7 @@ def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, tran
     try:
         ds = opener(str(root), split == "train", transform=transform, target_transform=target_transform,
                     keep_empty=keep_empty, balance_data=balance_data, label_file=label_file,
-                    split=split)
+                    reference=reference, split=split)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
     if len(ds) == 0:
