@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_argument_group("int8 and latency")
     q.add_argument("--calibration-images", type=positive_int, default=100,
                    help="train images to calibrate INT8 on (onnx_export.py --calibration-images; default 100)")
+    q.add_argument("--int8-detectnet", action="store_true",
+                   help="also score the INT8 files as deployed (detectnet post-processing)")
     q.add_argument("--runs", type=positive_int, default=50,
                    help="timed runs per model, fp32 and int8 alternating (default 50; >= 30 for a stable median)")
     q.add_argument("--warmup", type=int_range(0, 10000), default=10, help="untimed runs per model first (default 10)")
@@ -163,12 +165,14 @@ def score(predictor: Any, dataset: Any, batch_size: int, prob_threshold: float =
             "images_per_s": round(images_per_s, 1)}
 
 
-def score_onnx(path: Path, dataset: Any) -> dict[str, Any]:
+def score_onnx(path: Path, dataset: Any, detectnet: bool = True) -> dict[str, Any]:
     """``path`` with NMS (eval_ssd.py's defaults) and as deployed (detectNet, threshold 0.5)."""
     from vision.ssd.onnx_model import as_deployed, load_onnx_model
 
     nms_model = load_onnx_model(path, filter_threshold=0.01)
     out = {"nms": score(nms_model.net, dataset, 1)}
+    if not detectnet:
+        return out
     deployed_model = load_onnx_model(path, filter_threshold=DETECTNET_THRESHOLD)
     deployed = as_deployed(deployed_model.net, deployed_model.class_names, DETECTNET_THRESHOLD, onnx=True,
                            meta=deployed_model.meta)
@@ -222,7 +226,7 @@ def measure(model: Path, data: Path, out: Path, args: argparse.Namespace) -> dic
     from vision.evaluation.evaluate import make_predictor
     from vision.training.dataset_folders import open_dataset
 
-    path = resolve_model_path(model)
+    path = resolve_model_path(model).resolve()  # onnx_export.py runs in ``out``
     loaded = load_model(path, is_test=True, device="cpu")
     dataset = open_dataset("coco", data, split="val")
     if list(dataset.class_names) != list(loaded.class_names):
@@ -240,8 +244,10 @@ def measure(model: Path, data: Path, out: Path, args: argparse.Namespace) -> dic
     image = load_image_rgb(dataset.image_path(0))
     record["calibration_images"] = args.calibration_images
     for key, path in (("int8", int8), ("int8_cpu", int8_cpu)):  # TensorRT's format, ONNX Runtime CPU's
-        q = score_onnx(path, dataset)
-        record[key], record[f"{key}_detectnet"] = q["nms"], q["detectnet"]
+        q = score_onnx(path, dataset, detectnet=args.int8_detectnet)
+        record[key] = q["nms"]
+        if args.int8_detectnet:
+            record[f"{key}_detectnet"] = q["detectnet"]
         record[f"{key}_latency"] = latency(fp32, path, image, args.runs, args.warmup, args.threads)
         record[f"{key}_ap_drop"] = round(record["onnx"]["mAP"] - record[key]["mAP"], 4)
         record[f"{key}_goals_met"] = {"latency_ratio": record[f"{key}_latency"]["ratio"] <= GOAL_RATIO,
