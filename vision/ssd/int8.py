@@ -7,9 +7,9 @@ Calibration images get exactly the graph's preprocessing (``transform``), so the
 are the ones the deployed model sees.
 
 What is quantized, and why (measured with bench/deploy.py, bench/README.md "Deployment"):
-- the graph is first pre-processed (``quant_pre_process``: constant folding): the exporter leaves a
-  third of the convolution biases behind Constant/Identity nodes, and ONNX Runtime's quantizer then
-  leaves those convolutions in float (with Q/DQ around them: slower than fp32);
+- the graph is first pre-processed (``quant_pre_process``: constant folding): the exporter passes
+  some convolution biases through Identity nodes, which the quantizer does not recognize as
+  initializers (mb1-ssd-lite: 2-3 more convolutions end up fused to int8 with it);
 - only the backbone and heads are quantized: Conv and the activation right after it (Relu, ReLU6 as
   Clip). The head's Reshape/Transpose/Concat, the Softmax and the box decoding stay float: they are
   cheap, and in int8 they only add Q/DQ pairs and rounding of the scores and boxes;
