@@ -288,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("give either --models PATH... or --train-minutes M")
     if args.runs < 30:
         log.warning("--runs %d: fewer than 30 paired runs give a noisy median", args.runs)
+    for m in args.models or []:
+        if not Path(m).exists():
+            raise UserError(f"model not found: {m}")
+    if args.data is not None and not (args.data / "annotations" / "instances_val2017.json").is_file():
+        raise UserError(f"--data {args.data}: no annotations/instances_val2017.json (a COCO-layout dataset root)")
     tmp = None
     if args.out is None:
         tmp = tempfile.mkdtemp(prefix="bench-deploy-")
@@ -304,9 +309,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             generate_coco_dataset(data, args.train_images, args.val_images, seed=0, fixed=True)
         if args.models is not None:
             models = [Path(m) for m in args.models]
-            for m in models:
-                if not m.exists():
-                    raise UserError(f"model not found: {m}")
         else:
             models = train_models(data, out, args.nets, args.train_minutes, args.train_flags)
         records = []
