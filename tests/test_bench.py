@@ -25,6 +25,8 @@ BENCH_CASES = [
     pytest.param("bench/inference.py", ["--predict", "--nets", "mb2-ssd-lite", "--resolution", "160", "--repeats",
                                         "2", "--warmup", "1", "--threads", "1", "--image-size", "200", "150"],
                  id="inference_predict"),
+    # bf16 autocast NaN hunt: a random training step per layout, every module output and gradient checked
+    pytest.param("bench/bf16_nan.py", ["--resolution", "64", "--steps", "1", "--threads", "1"], id="bf16_nan"),
     # training data pipeline, fast and baseline
     pytest.param("bench/data.py", ["--images", "8", "--dataset-images", "4", "--image-size", "160", "120",
                                    "--repeats", "2", "--baseline"], id="data"),
