@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write, atomic_write_json, int_range,
+from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, atomic_write, atomic_write_json, int_range,
                                non_negative_int, positive_int, run_main, setup_logging, unit_float)
 
 log = logging.getLogger("dataset_report")
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vision.ssd.registry import NET_NAMES
     from vision.training.dataset_folders import DATASET_TYPES
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 2)[0],
+    p = ArgumentParser(description=__doc__.split("\n", 2)[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--dataset", "--datasets", "--data", dest="datasets", nargs="+", required=True, metavar="DIR",

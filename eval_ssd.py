@@ -21,14 +21,14 @@ from typing import Any, Sequence
 from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
                              choose_device)
 from vision.training.dataset_folders import DATASET_TYPES, open_dataset
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
+from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
                                setup_logging, str2bool, unit_float)
 
 log = logging.getLogger("eval_ssd")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Detection metrics of a trained SSD. VOC / Open Images: per-class AP and mAP (VOC "
                     "protocol, difficult boxes ignored) and det_test_{class}.txt files. COCO: the 12 "
                     "COCOeval numbers, per-class AP and a results JSON with the original COCO category ids. "

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vision.utils.file_set import commit_files, finish_interrupted_commit
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, read_json,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write_json, read_json,
                                remove_stale_temp_files, run_main, setup_logging)
 
 log = logging.getLogger("fix_coco_annotations")
@@ -430,7 +430,7 @@ def image_dir_of(root: Path, annotation: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Renumber COCO category ids to 1..K (keeping each one's original id) so they fit the "
                     "classifier head. Safe to run again ('already fixed'); keeps a .orig backup; never "
                     "moves image files.")

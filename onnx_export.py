@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vision.cli.args import add_resolution_arg, add_width_mult_arg, resolution_type
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
                                setup_logging)
 
 log = logging.getLogger("onnx_export")
@@ -41,7 +41,7 @@ INT8_MIN_OPSET = 13  # per-channel QDQ (DequantizeLinear's axis) needs opset 13
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Export an SSD checkpoint to ONNX (jetson-inference detectNet contract) and verify it "
                     "with onnx.checker and ONNX Runtime. Runs on the CPU.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2].split("\n\n", 1)[1])

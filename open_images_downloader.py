@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from vision.utils import download as dl
 from vision.utils.labels import BACKGROUND, read_labels, write_labels
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, atomic_write_json,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write, atomic_write_json,
                                float_range, int_range, non_negative_float, non_negative_int, positive_int,
                                run_main, setup_logging)
 
@@ -410,7 +410,7 @@ def _url_arg(s: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Download Open Images (v4 boxes) pictures and boxes of chosen classes into the layout "
                     "train_ssd.py --dataset-type open_images reads. Safe to run again: only what is "
                     "missing is downloaded.")

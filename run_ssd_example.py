@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from vision.cli.args import add_resolution_arg, add_width_mult_arg
-from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
+from vision.utils.misc import (ArgumentParser, EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
                                positive_int, run_main, setup_logging, unit_float)
 from vision.utils.video import is_video_source
 
@@ -38,7 +38,7 @@ DEFAULT_OUTPUT_DIR = "run_ssd_example_output"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         usage="%(prog)s [NET] MODEL [LABELS] INPUT [INPUT ...] [options]",
         description="Run an SSD on images (files or folders), video files or cameras: prints one line per "
                     "detection and writes the images/videos with boxes, class names and scores drawn.",

@@ -62,7 +62,7 @@ from vision.training.run_folder import (append_metrics, ensure_writable_folder, 
                                         project_version, read_args_json, write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.utils.box_utils import MINING_RULES
-from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
+from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
                                run_main, setup_logging, unit_float)
 from vision.utils.model_io import load_state_dict_file
 
@@ -101,7 +101,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Train an SSD object detector (COCO, VOC or Open Images). The checkpoint folder "
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)

@@ -40,7 +40,7 @@ from typing import Iterator, Sequence
 
 from tqdm import tqdm
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, int_range, run_main,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write_json, int_range, run_main,
                                setup_logging)
 
 log = logging.getLogger("validate_image_files")
@@ -243,7 +243,7 @@ def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Decode every image in a folder with OpenCV and scikit-image and deal with the ones that "
                     "fail (zero-byte, truncated, not an image, unreadable). Exit 0 = all good, 1 = bad files "
                     "found, 2 = bad usage.")
