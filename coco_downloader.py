@@ -169,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     archives = [ARCHIVES[s] for s in dict.fromkeys(args.splits)]
     retry = dl.RetryPolicy(retries=args.retries, backoff=args.retry_backoff, timeout=args.timeout,
                            min_rate=args.min_rate)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"--path {root} is a file; give the folder to download into")
+    from vision.utils.paths import check_output_dir
+
+    check_output_dir(root, "--path")  # a file there, below a file, or not writable: one line, exit 2
     root.mkdir(parents=True, exist_ok=True)
     with dl.folder_lock(root):
         return _run(archives, root, args, retry)

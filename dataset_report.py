@@ -328,6 +328,22 @@ def render_png(report: dict[str, Any], extras: dict[str, Any], resolution: int) 
 
 
 # ----------------------------------------------------------------------------- main
+def check_outputs(args: argparse.Namespace) -> Path:
+    """--output (a folder) and --suggest-priors (a file) can be written and land on no input: not in a
+    dataset folder, not on --priors or a dataset's data.yaml."""
+    from vision.utils.paths import check_output_dir, check_output_file, refuse_output_dir_over_inputs, \
+        refuse_output_over_inputs
+
+    out = check_output_dir(args.output, "--output")
+    inputs = [("--dataset", d) for d in args.datasets] + [("--priors", args.priors)]
+    refuse_output_dir_over_inputs("--output", out, [("--dataset", d) for d in args.datasets])
+    refuse_output_over_inputs([("--output", out / name) for name in REPORT_FILES], inputs)
+    if args.suggest_priors:
+        check_output_file(args.suggest_priors, "--suggest-priors")
+        refuse_output_over_inputs([("--suggest-priors", args.suggest_priors)], inputs)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
@@ -337,11 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.training.dataset_folders import open_dataset, resolve_dataset_type
 
     threshold = MATCH_IOU_THRESHOLD if args.iou_threshold is None else args.iou_threshold
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output {out} is a file, not a folder")
-    if args.suggest_priors and Path(args.suggest_priors).is_dir():
-        raise UserError(f"--suggest-priors {args.suggest_priors} is a folder; give a file name")
+    out = check_outputs(args)
     net = canonical_name(args.net)
     source = PriorSource(net, args.priors)
     source.priors(args.resolution)  # a priors file that does not fit the net fails here, before the long part

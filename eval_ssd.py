@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep at most this many detections per image (default: 100 for COCO, its rule; 200 otherwise)")
     e.add_argument("--eval_dir", "--eval-dir", dest="eval_dir", default="eval_results",
                    help="folder for result files (default: eval_results)")
-    e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None,
-                   help="algorithm name in COCO result file names (default: the net name)")
+    e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None, type=alg_name,
+                   help="algorithm name in COCO result file names: letters, digits, - _ . (default: the net name)")
     e.add_argument("--coco-backend", "--coco_backend", dest="coco_backend", default="auto",
                    choices=["auto", "faster", "pycocotools"],
                    help="COCO metrics by faster-coco-eval or pycocotools (the reference; same numbers, slower); "
@@ -92,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
                                       "down; else 2)")
     add_log_level_arg(r)
     return p
+
+
+def alg_name(s: str) -> str:
+    """argparse type of --alg-name: it becomes part of a file name inside --eval_dir and of the name the
+    COCO server reads, so no folders ("a/../../x" wrote outside --eval_dir) and nothing the server rejects."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", s) or set(s) == {"."}:
+        raise argparse.ArgumentTypeError(f"letters, digits, '-', '_' and '.' only, got {s!r}")
+    return s
+
+
+def check_eval_dir(args: argparse.Namespace, model_path: Any) -> Path:
+    """--eval_dir can be written and is neither the dataset folder nor the model's folder (its
+    metrics.json and det_test_*.txt would land among the inputs)."""
+    from vision.utils.paths import check_output_dir, refuse_output_dir_over_inputs
+
+    eval_dir = check_output_dir(args.eval_dir, "--eval_dir")
+    refuse_output_dir_over_inputs("--eval_dir", eval_dir, [("--trained_model", model_path),
+                                                           ("--dataset", args.dataset),
+                                                           ("--label_file", args.label_file)])
+    return eval_dir
 
 
 def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
@@ -192,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,
                            resolution=args.resolution, width_mult=args.mb2_width_mult, is_test=True, device=device)
     fill_dataset_args(args, model.info.train_args)
+    eval_dir = check_eval_dir(args, model.path)
     dataset = build_dataset(args, model.class_names)
     if len(dataset) == 0:
         raise UserError(f"no images to evaluate in {args.dataset}")
@@ -199,7 +221,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_classes(model.class_names, list(dataset.class_names), args.dataset)
     top_k = args.top_k or (100 if args.dataset_type == "coco" else 200)
     alg = args.alg_name or model.net_name
-    eval_dir = Path(args.eval_dir)
     eval_dir.mkdir(parents=True, exist_ok=True)
 
     if args.workers is None:
@@ -213,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              args.batch_size, args.workers, device)
     detections, images_per_s = detect_dataset(
         predictor, dataset, batch_size=args.batch_size, num_workers=args.workers, top_k=top_k,
-        prob_threshold=args.prob_threshold, progress=log.isEnabledFor(logging.INFO))
+        prob_threshold=args.prob_threshold,
+        progress=log.isEnabledFor(logging.INFO) and sys.stderr.isatty())  # no bars in a log file
     num_dets = sum(len(d) for d in detections)
     log.info("%d detections, %.1f images/s", num_dets, images_per_s)
     if detectnet:

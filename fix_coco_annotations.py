@@ -458,9 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.path)
     if root.is_file():
         raise UserError(f"--path {root} is a file; give the COCO root folder that holds annotations/")
-    if args.report and Path(args.report).is_dir():
-        raise UserError(f"--report {args.report} is a folder; give a file name such as fix-report.json")
     paths = [annotation_file(root, s) for s in dict.fromkeys(args.splits)]
+    if args.report:
+        from vision.utils.paths import check_output_file, refuse_output_over_inputs
+
+        check_output_file(args.report, "--report")
+        refuse_output_over_inputs([("--report", args.report)],
+                                  [("annotation file", p) for p in paths] +
+                                  [("backup", p.with_name(p.name + ".orig")) for p in paths])
     for p in paths:
         if p.is_dir():
             raise UserError(f"{p} is a folder, expected the annotation file")

@@ -127,6 +127,22 @@ def default_output(net_name: str, model_path: Path, model_dir: str | None) -> Pa
     return (Path(model_dir) if model_dir else model_path.parent) / name
 
 
+def check_outputs(args: argparse.Namespace, output: Path, model_path: Path, labels: Path | None) -> None:
+    """Before the export: the ONNX file (and its -int8 twin) can be written, and land on no input and no
+    checkpoint (``--output m/best.pth`` once replaced the checkpoint with the graph)."""
+    from vision.utils.paths import check_output_file, refuse_output_over_inputs
+
+    outputs = [("--output", output)]
+    if args.int8:
+        outputs.append(("--output (int8)", output.with_name(f"{output.stem}-int8{output.suffix}")))
+    for flag, path in outputs:
+        check_output_file(path, flag)
+    inputs = [("--input", model_path), ("--labels", labels), ("--test-image", args.test_image)]
+    refuse_output_over_inputs(outputs + [("labels file beside --output", output.parent / "labels.txt")],
+                              [i for i in inputs if i[0] != "--labels"])
+    refuse_output_over_inputs(outputs, [("--labels", labels)])
+
+
 def make_test_image(height: int = 375, width: int = 500, seed: int = 0) -> np.ndarray:
     """A deterministic RGB uint8 image with a textured background and a few solid shapes."""
     import cv2
@@ -263,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output) if args.output else default_output(name, info.path, args.model_dir)
     if args.model_dir and args.output and len(output.parts) == 1:
         output = Path(args.model_dir) / output
+    check_outputs(args, output, info.path, labels)
     if output.suffix.lower() != ".onnx":
         log.warning("output %s does not end in .onnx", output)
     if args.opset > TENSORRT_MAX_OPSET["7.1"]:

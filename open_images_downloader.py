@@ -460,8 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not requested:
         raise UserError("--class-names is empty; give names like \"Apple,Orange\"")
     root = Path(args.root)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"--data {root} is a file; give the folder for the dataset")
+    from vision.utils.paths import check_output_dir
+
+    check_output_dir(root, "--data")  # a file there, below a file, or not writable: one line, exit 2
     root.mkdir(parents=True, exist_ok=True)
     retry = dl.RetryPolicy(retries=args.retry, backoff=args.retry_backoff, timeout=args.timeout,
                            min_rate=args.min_rate)

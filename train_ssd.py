@@ -361,6 +361,9 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     if args.seed is None:  # drawn once, saved in args.json: a resumed run keeps its data order
         args.seed = distributed.broadcast_object(random.SystemRandom().randrange(2**31))
     folder = Path(args.checkpoint_folder)
+    from vision.utils.paths import refuse_output_dir_over_inputs  # checkpoints, args.json, labels.txt not in a dataset
+    refuse_output_dir_over_inputs("--checkpoint-folder", folder, [("--datasets", d) for d in args.datasets or []]
+                                  + [("--validation-dataset", args.validation_dataset)])
     if info.is_main:
         ensure_writable_folder(folder)
         remove_stale_temp_files_in(folder)

@@ -275,8 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--path {folder} is a file; give the folder of images (e.g. coco-data/train2017)")
     if not folder.is_dir():
         raise UserError(f"--path {folder}: no such folder")
-    if args.report and Path(args.report).is_dir():
-        raise UserError(f"--report {args.report} is a folder; give a file name such as bad.json")
+    if args.report:
+        from vision.utils.paths import IMAGE_SUFFIXES, check_output_file, refuse_output_over_inputs
+
+        check_output_file(args.report, "--report")
+        refuse_output_over_inputs([("--report", args.report)], [("--path", folder)], protect=IMAGE_SUFFIXES)
     if args.interactive and not sys.stdin.isatty():
         raise UserError("--interactive needs a terminal to ask on (stdin is not one); "
                         "run without --interactive (the --action flag is the consent)")

@@ -146,6 +146,14 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:
+        if e.filename is None:  # not about a path: a bug or the system, keep its traceback
+            raise
+        # a path the scripts' own checks did not foresee (disk full, removed mid-run, read-only mount):
+        # one line naming it rather than a traceback
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        logging.getLogger("pytorch-ssd").error("%s: %s", where, e.strerror or type(e).__name__)
+        return EXIT_FAILURE
     except (MemoryError, RuntimeError) as e:
         where = out_of_memory(e)
         if where is None:
