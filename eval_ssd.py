@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": str(model.path), "net": model.net_name, "resolution": model.resolution,
         "dataset": str(args.dataset), "dataset_type": args.dataset_type, "num_images": len(dataset),
         "num_detections": num_dets, "images_per_s": images_per_s, "mAP": metrics["mAP"], "AP50": metrics["AP50"],
-        "per_class": metrics["per_class"],
+        "per_class": metrics["per_class"], "images": metrics["images"],
         "settings": {"postprocess": args.postprocess, "nms_method": args.nms_method, "nms_iou_threshold": args.nms_iou_threshold,
                      "prob_threshold": args.prob_threshold, "top_k": top_k},
     }
@@ -267,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["results_file"] = str(results_path)
         print(metrics["summary"])
         print_per_class(metrics["per_class"], "AP@[.50:.95] per class:")
-        print(f"\nmAP (AP@[.50:.95]): {metrics['mAP']:.4f}   AP50: {metrics['AP50']:.4f}")
+        print(f"\nmAP (AP@[.50:.95]): {metrics['mAP']:.4f}   AP50: {metrics['AP50']:.4f}   "
+              f"({metrics['images_note']})")
         log.info("results in COCO format (original category ids): %s", results_path)
     else:
         ids = getattr(dataset, "ids", None)
@@ -278,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["iou_threshold"] = args.iou_threshold
         metric = "VOC2007 11-point" if args.use_2007_metric else "all-point"
         print_per_class(metrics["per_class"], f"Average Precision per class ({metric}, IoU > {args.iou_threshold}):")
-        print(f"\nAverage Precision Across All Classes: {metrics['mAP']:.4f}")
+        print(f"\nAverage Precision Across All Classes: {metrics['mAP']:.4f}   ({metrics['images_note']})")
         missing = [n for n, ap in metrics["per_class"].items() if not math.isfinite(ap)]
         if missing:
             log.warning("no ground truth for %d classes (%s); left out of the mean", len(missing),
