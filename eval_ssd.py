@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--use_2007_metric", "--use-2007-metric", dest="use_2007_metric", type=str2bool, default=True,
                    help="VOC/Open Images: 11-point VOC2007 AP (true, the upstream default) or all-point AP (false)")
     e.add_argument("--iou_threshold", "--iou-threshold", dest="iou_threshold", type=unit_float, default=0.5,
-                   help="VOC/Open Images: IoU a detection needs with a ground-truth box to count (default 0.5; "
+                   help="VOC/Open Images: a detection counts when its IoU with a ground-truth box is more than this "
+                        "(strictly, as the VOC devkit; default 0.5; "
                         "COCO always uses 0.50:0.95)")
     e.add_argument("--nms_method", "--nms-method", dest="nms_method", default="hard", choices=["hard", "soft"],
                    help="non-maximum suppression: hard or soft (default hard)")
@@ -108,10 +109,10 @@ def check_eval_dir(args: argparse.Namespace, model_path: Any) -> Path:
     metrics.json and det_test_*.txt would land among the inputs)."""
     from vision.utils.paths import check_output_dir, refuse_output_dir_over_inputs
 
-    eval_dir = check_output_dir(args.eval_dir, "--eval_dir")
-    refuse_output_dir_over_inputs("--eval_dir", eval_dir, [("--trained_model", model_path),
+    eval_dir = check_output_dir(args.eval_dir, "--eval-dir")
+    refuse_output_dir_over_inputs("--eval-dir", eval_dir, [("--trained-model", model_path),
                                                            ("--dataset", args.dataset),
-                                                           ("--label_file", args.label_file)])
+                                                           ("--label-file", args.label_file)])
     return eval_dir
 
 

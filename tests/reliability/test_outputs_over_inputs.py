@@ -91,7 +91,7 @@ def test_eval_dir_not_among_the_inputs(where, env, capsys):
     eval_dir = env["coco"] if where == "dataset" else env["m"]
     rc, _, err = run_inproc("eval_ssd", ["--trained-model", env["ckpt"], "--dataset-type", "coco", "--dataset",
                                          env["coco"], "--device", "cpu", "--eval_dir", eval_dir], capsys)
-    assert_clean_error(rc, err, ["--eval_dir", "refusing"])
+    assert_clean_error(rc, err, ["--eval-dir", "refusing"])
     assert not (eval_dir / "metrics.json").exists()
 
 
