@@ -97,3 +97,29 @@ def test_bad_output_path(script, kind, env, capsys, monkeypatch, tmp_path):
     assert len(error_lines(err)) == 1, err
     if before is not None:
         assert _digest(out) == before, f"{script} changed its input {out}"
+
+
+@pytest.mark.parametrize("exc", [PermissionError(13, "Permission denied", "/data/out/x.json"),
+                                 OSError(28, "No space left on device", "/data/out/x.json"),
+                                 IsADirectoryError(21, "Is a directory", "/data/out/x.json")])
+def test_run_main_turns_a_path_error_into_one_line(exc, caplog):
+    """What the up-front checks cannot foresee (a disk filling, a folder removed mid-run) still ends
+    as one line naming the path, exit 1, not a traceback."""
+    from vision.utils.misc import run_main
+
+    def main(argv):
+        raise exc
+
+    assert run_main(main, []) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"/data/out/x.json: {exc.strerror}"]
+
+
+def test_run_main_keeps_the_traceback_of_an_error_without_a_path():
+    from vision.utils.misc import run_main
+
+    def main(argv):
+        raise OSError("something else")
+
+    with pytest.raises(OSError):
+        run_main(main, [])
