@@ -140,8 +140,8 @@ def check_outputs(outputs: list[Path], output_dir: str | None, images: list[Path
                   model: str, labels: str | None) -> None:
     """Before any detection: the output folder (or the single output file) can be written and holds none
     of the inputs (``imgs/ --output-dir imgs/`` once overwrote the user's photos with the drawn copies)."""
-    from vision.utils.paths import (check_output_dir, check_output_file, refuse_output_dir_over_inputs,
-                                    refuse_output_over_inputs)
+    from vision.utils.paths import (WrittenRecord, check_output_dir, check_output_file,
+                                    refuse_output_dir_over_inputs, refuse_output_over_inputs)
 
     media = [("input", p) for p in images] + [("input", v) for v in videos if not str(v).isdigit()]
     inputs = media + [("MODEL", model), ("LABELS", labels)]
@@ -153,6 +153,7 @@ def check_outputs(outputs: list[Path], output_dir: str | None, images: list[Path
     folder = check_output_dir(output_dir, "--output-dir")
     refuse_output_dir_over_inputs("--output-dir", folder, media)
     refuse_output_over_inputs([("--output-dir", out) for out in outputs], inputs)
+    WrittenRecord(folder, "run_ssd_example.py").refuse_foreign(outputs, "--output-dir")
 
 
 def class_color(label: int) -> tuple[int, int, int]:
@@ -282,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   labels)
     if videos:
         run_videos(predictor, videos, class_names, args)
+    from vision.utils.paths import WrittenRecord
+
+    if not single:  # recorded before writing: a kill in between leaves a name of ours, never a stranger's
+        WrittenRecord(args.output_dir or DEFAULT_OUTPUT_DIR, "run_ssd_example.py").add(outputs)
     failed = 0
     for image_path, out_path in zip(images, outputs):
         try:

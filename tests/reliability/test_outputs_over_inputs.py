@@ -102,3 +102,24 @@ def test_dataset_report_suggest_priors_over_priors_file(env, capsys, tmp_path):
                                                priors, "--output", tmp_path / "rep"], capsys)
     assert_clean_error(rc, err, ["--suggest-priors", "refusing"])
     assert priors.read_text() == "{}"
+
+
+def test_run_ssd_example_never_replaces_a_picture_it_did_not_write(env, capsys, tmp_path):
+    """An output folder holding someone's photo of the same name as an output: refused; the script's
+    own earlier outputs are replaced on a rerun."""
+    src = sorted((env["coco"] / "val2017").iterdir())[0]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / src.name).write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    argv = [NET, env["ckpt"], env["m"] / "labels.txt", inputs, "--output-dir", out]
+    rc, _, err = run_inproc("run_ssd_example", argv, capsys)
+    assert rc == 0, err
+    rc, _, err = run_inproc("run_ssd_example", argv, capsys)  # a rerun replaces its own outputs
+    assert rc == 0, err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / src.name).write_bytes(b"someone's photo")
+    rc, _, err = run_inproc("run_ssd_example", argv[:-1] + [other], capsys)
+    assert_clean_error(rc, err, ["--output-dir", src.name, "did not write"])
+    assert (other / src.name).read_bytes() == b"someone's photo"

@@ -115,3 +115,35 @@ def refuse_output_dir_over_inputs(flag: str, folder: PathLike, inputs: Sequence[
             what = "is" if holder is inp else "holds"
             raise UserError(f"{flag} {folder} {what} {in_flag} {inp}: refusing to write outputs among the "
                             f"inputs; give another {flag}")
+
+
+class WrittenRecord:
+    """What a script wrote into an output folder, kept in ``FOLDER/.written-by-TOOL.json``, so a later
+    run replaces its own earlier outputs but never a file of the same name it did not write (a photo
+    that happens to be called like an output)."""
+
+    def __init__(self, folder: PathLike, tool: str) -> None:
+        self.path = Path(folder) / f".written-by-{tool}.json"
+        self.tool = tool
+        try:
+            import json
+
+            self.names: set[str] = set(json.loads(self.path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            self.names = set()
+
+    def refuse_foreign(self, outputs: Iterable[PathLike], flag: str) -> None:
+        """UserError when an output would replace an existing file this tool did not write."""
+        for out in outputs:
+            out = Path(out)
+            if os.path.lexists(out) and out.name not in self.names:
+                raise UserError(f"{flag} {out.parent} already holds {out.name}, which {self.tool} did not write: "
+                                f"refusing to overwrite it; give another {flag}")
+
+    def add(self, outputs: Iterable[PathLike]) -> None:
+        from vision.utils.misc import atomic_write_json
+
+        names = self.names | {Path(o).name for o in outputs}
+        if names != self.names:
+            self.names = names
+            atomic_write_json(self.path, sorted(names), indent=None)
