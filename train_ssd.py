@@ -64,7 +64,7 @@ from vision.training.run_folder import (append_metrics, ensure_writable_folder, 
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.training.viz_inputs import write_input_samples
 from vision.utils.box_utils import MINING_RULES
-from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
+from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
                                run_main, setup_logging, unit_float)
 from vision.utils.model_io import load_state_dict_file
 
@@ -103,7 +103,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Train an SSD object detector (COCO, VOC or Open Images). The checkpoint folder "
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)
@@ -370,6 +370,9 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     if args.seed is None:  # drawn once, saved in args.json: a resumed run keeps its data order
         args.seed = distributed.broadcast_object(random.SystemRandom().randrange(2**31))
     folder = Path(args.checkpoint_folder)
+    from vision.utils.paths import refuse_output_dir_over_inputs  # checkpoints, args.json, labels.txt not in a dataset
+    refuse_output_dir_over_inputs("--checkpoint-folder", folder, [("--datasets", d) for d in args.datasets or []]
+                                  + [("--validation-dataset", args.validation_dataset)])
     if info.is_main:
         ensure_writable_folder(folder)
         remove_stale_temp_files_in(folder)

@@ -39,6 +39,9 @@ BENCH_CASES = [
     pytest.param("bench/time_to_accuracy.py", ["--minutes", "0.4", "--train-images", "16", "--val-images", "4",
                                                "--", "--resolution", "64", "--batch-size", "8", "--workers", "0"],
                  id="time_to_accuracy"),
+    # dataset preparation: COCO annotation index and synthetic picture generation (were timing asserts in tests)
+    pytest.param("bench/datasets.py", ["--index-images", "500", "--index-boxes", "2000", "--generate", "2"],
+                 id="datasets"),
     # background images: one tiny training run per hard-negative mining rule, then AP and false positives
     pytest.param("bench/background_mining.py", ["--work", "{tmp}", "--train", "12", "--val", "6", "--epochs", "1",
                                                 "--resolution", "64", "--workers", "0", "--rules",
