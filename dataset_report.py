@@ -351,7 +351,7 @@ def _check_writable_folder(folder: Path, what: str) -> None:
     if p.exists() and not p.is_dir():
         raise UserError(f"{what}: cannot make folder {folder}: {p} is a file")
     if p.exists() and not os.access(p, os.W_OK | os.X_OK):
-        raise UserError(f"{what}: {p} is not writable")
+        raise UserError(f"{what} {folder}: {p} is not writable")
 
 
 def check_outputs(out: Path, suggest: Path | None, priors_file: str | None) -> None:
@@ -431,9 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.training.dataset_folders import open_dataset, resolve_dataset_type
 
     threshold = MATCH_IOU_THRESHOLD if args.iou_threshold is None else args.iou_threshold
-    out = check_outputs_generic(args)  # the generic rules (vision.utils.paths), then this report's own
     suggest = Path(args.suggest_priors) if args.suggest_priors else None
-    check_outputs(out, suggest, args.priors)
+    check_outputs(Path(args.output), suggest, args.priors)  # this report's own rules, then the generic ones
+    out = check_outputs_generic(args)
     net = canonical_name(args.net)
     source = PriorSource(net, args.priors)
     source.priors(args.resolution)  # a priors file that does not fit the net fails here, before the long part
