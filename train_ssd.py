@@ -126,10 +126,12 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
                         "VOC test list, Open Images test)")
     g.add_argument("--balance-data", "--balance_data", action="store_true",
                    help="Open Images: balance classes by down-sampling frequent ones")
-    g.add_argument("--keep-empty", dest="keep_empty", action="store_true", default=True,
-                   help="COCO: train on images without boxes too (pure background)")
-    g.add_argument("--drop-empty", dest="keep_empty", action="store_false",
-                   help="COCO: leave out images without boxes")
+    empty = g.add_mutually_exclusive_group()
+    empty.set_defaults(keep_empty=True)  # shown once, in the help of the flag that is the default
+    empty.add_argument("--keep-empty", dest="keep_empty", action="store_true", default=argparse.SUPPRESS,
+                       help="COCO: train on images without boxes too, as background samples (the default)")
+    empty.add_argument("--drop-empty", dest="keep_empty", action="store_false", default=argparse.SUPPRESS,
+                       help="COCO: leave out images without boxes")
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
@@ -154,9 +156,9 @@ def _add_network_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the net (falls back to eager "
                                                           "where unsupported)")
     g.add_argument("--memory-format", choices=MEMORY_FORMATS, default="auto",
-                   help="layout of weights and activations: channels_last trains mb2-ssd-lite ~1.7x faster on a "
-                        "CPU (oneDNN); auto = channels_last on a CPU without --amp, contiguous otherwise (on a CPU, "
-                        "bf16 autocast with channels_last made training diverge to NaN)")
+                   help="memory layout of weights and images: channels_last is faster on a CPU (about 1.7x for "
+                        "mb2-ssd-lite); auto picks channels_last on a CPU without --amp and contiguous otherwise "
+                        "(--amp on a CPU with channels_last can make the loss NaN)")
 
 
 def _add_checkpoint_args(g: argparse._ArgumentGroup) -> None:

@@ -337,6 +337,32 @@ def test_upstream_spellings_and_aliases_parse():
     assert (defaults.dataset_type, defaults.datasets, defaults.net) == ("auto", ["coco-data"], "mb2-ssd-lite")
 
 
+SCRIPTS_WITH_HELP = ["train_ssd.py", "eval_ssd.py", "onnx_export.py", "run_ssd_example.py", "coco_downloader.py",
+                     "open_images_downloader.py", "validate_image_files.py", "fix_coco_annotations.py",
+                     "dataset_report.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS_WITH_HELP)
+def test_help_states_each_default_once(script):
+    import re
+    r = run_script(script, "--help", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = " ".join(r.stdout.split())  # argparse wraps lines
+    assert not re.search(r"\(default: [^)]*\)\s*\(default:", text), text
+
+
+def test_keep_empty_and_drop_empty_are_one_choice_with_one_default(capsys):
+    import train_ssd
+    p = train_ssd.build_parser()
+    assert [p.parse_args(a).keep_empty for a in ([], ["--keep-empty"], ["--drop-empty"])] == [True, True, False]
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--keep-empty", "--drop-empty"])
+    assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    text = " ".join(p.format_help().split())
+    assert "as background samples (the default) --drop-empty COCO: leave out images without boxes --" in text
+    assert "made training diverge" not in text  # --memory-format's help speaks to users
+
+
 # ----------------------------------------------------------------------------- library pieces
 def test_lr_schedule_is_a_pure_function_of_position():
     from vision.training.schedule import StepLRSchedule, lr_factor
