@@ -48,8 +48,8 @@ from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
 from vision.training import distributed
-from vision.training.checkpoint import (TrainingCheckpoint, capture_rng_state, checkpoint_name,
-                                        find_latest_valid_checkpoint, link_best, list_checkpoints, prune_checkpoints,
+from vision.training.checkpoint import (TrainingCheckpoint, capture_rng_state, check_run_id, checkpoint_name,
+                                        find_latest_valid_checkpoint, link_best, prune_checkpoints,
                                         remove_stale_temp_files_in, restore_rng_state)
 from vision.training.compute import compile_or_eager, use_channels_last
 from vision.training.data import (EpochLoader, ReseededTransform, batches_per_epoch, build_loader,
@@ -58,8 +58,9 @@ from vision.training.dataset_folders import open_dataset
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
 from vision.training.resume import merge_resume_args
-from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
-                                        project_version, read_args_json, write_run_description)
+from vision.training.run_folder import (append_metrics, archive_run, check_writable_folder, existing_run,
+                                        finish_saved_epoch, new_run_id, project_version, read_args_json,
+                                        write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.utils.box_utils import MINING_RULES
 from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
@@ -169,8 +170,10 @@ def _add_checkpoint_args(g: argparse._ArgumentGroup) -> None:
                    help="continue the run in FOLDER (from its newest checkpoint, or the given .pth in it); "
                         "its args.json supplies every argument not given here")
     g.add_argument("--force-override", action="store_true",
-                   help="with --resume: allow changing arguments that are normally refused (net, lr, ...); "
-                        "without: allow starting a new run in a folder that holds one")
+                   help="with --resume: allow changing arguments that are normally refused (net, lr, ...)")
+    g.add_argument("--archive-old-run", action="store_true",
+                   help="a new run into a folder that holds another run: first move that run's files into "
+                        "FOLDER/archived-<its run id>/ (nothing is deleted); without it such a start is refused")
     g.add_argument("--keep-checkpoints", type=positive_int, default=None, metavar="N",
                    help="keep only the newest N epoch checkpoints (plus the best; None: keep all)")
 
@@ -293,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = restore(run, parts)
     trainer = build_trainer(run, data, parts)
     if run.info.is_main:
-        write_run_description(run.folder, vars(run.args), data.class_names)
+        write_run_description(run.folder, vars(run.args), data.class_names, run_id=run.run_id)
         if run.resumed is not None:  # a kill right after a save can leave best.pth / metrics.jsonl behind
             finish_saved_epoch(run.folder, run.resumed)
     if start.epoch >= run.args.num_epochs:
@@ -313,6 +316,7 @@ class Run:
     folder: Path
     resumed: TrainingCheckpoint | None = None  # the checkpoint a --resume continues from
     saved_class_names: list[str] | None = None  # the resumed run's classes (args.json)
+    run_id: str | None = None  # the run's identity (args.json, checkpoints, metrics); None: a run from before ids
 
 
 @dataclass
@@ -351,9 +355,9 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     args, given, defaults, flag_names = parse_args(argv)
     info = distributed.env_info()
     setup_logging(args.log_level if info.is_main else "warning")
-    resumed, saved_class_names = None, None
+    resumed, saved_class_names, run_id = None, None, None
     if args.resume:
-        args, resumed, saved_class_names = resume_args(args, given, defaults, flag_names)
+        args, resumed, saved_class_names, run_id = resume_args(args, given, defaults, flag_names)
         setup_logging(args.log_level if info.is_main else "warning")
     args = argparse.Namespace(**resolve_paths(vars(args)))
     args.net = canonical_name(args.net)
@@ -363,41 +367,52 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     if args.seed is None:  # drawn once, saved in args.json: a resumed run keeps its data order
         args.seed = distributed.broadcast_object(random.SystemRandom().randrange(2**31))
     folder = Path(args.checkpoint_folder)
+    if not args.resume:
+        run_id = distributed.broadcast_object(new_run_id())
     if info.is_main:
-        ensure_writable_folder(folder)
-        remove_stale_temp_files_in(folder)
-        if not args.resume and list_checkpoints(folder) and not args.force_override:
-            raise UserError(f"{folder} already holds a training run's checkpoints: continue it with --resume "
-                            f"{folder}, choose another --checkpoint-folder, or pass --force-override")
+        check_writable_folder(folder)  # created only when the run description is written: a failed start leaves none
+        if folder.is_dir():
+            remove_stale_temp_files_in(folder)
+        other = existing_run(folder)
+        if other is not None and (not args.resume or other.run_id != run_id):
+            if not args.archive_old_run:
+                raise UserError(f"{folder} already holds a training run, {other.describe()}: continue it with "
+                                f"--resume {folder}, choose another --checkpoint-folder, or pass --archive-old-run "
+                                f"to move it into {folder}/archived-.../ first")
+            archive_run(folder, other)
     if resumed is not None and resumed.net not in (None, args.net):
         raise UserError(f"the checkpoint is of net {resumed.net}, but the run is {args.net}")
-    return Run(args, info, device, folder, resumed, saved_class_names)
+    return Run(args, info, device, folder, resumed, saved_class_names, run_id)
 
 
 def resume_args(args: argparse.Namespace, given: dict[str, Any], defaults: dict[str, Any],
-                flag_names: dict[str, str]) -> tuple[argparse.Namespace, TrainingCheckpoint | None, list | None]:
-    """``(merged args, checkpoint to continue from or None, the run's class names)`` for --resume."""
+                flag_names: dict[str, str]) -> tuple[argparse.Namespace, TrainingCheckpoint | None, list | None,
+                                                     str | None]:
+    """``(merged args, checkpoint to continue from or None, the run's class names, its run id)`` for
+    --resume; only checkpoints of the folder's own run (args.json's run id) are continued."""
     resume_path = Path(args.resume).expanduser()
     folder = resume_path if resume_path.is_dir() else resume_path.parent
     if not resume_path.exists():
         raise UserError(f"--resume: not found: {resume_path}")
     saved = read_args_json(folder)
+    run_id = saved.get("run_id") if isinstance(saved.get("run_id"), str) else None
     merged = merge_resume_args(saved["args"], given, defaults, flag_names, force=args.force_override)
     if "checkpoint_folder" not in given:
         merged["checkpoint_folder"] = str(folder)
     resumed = None
     if resume_path.is_file():
         resumed = TrainingCheckpoint.load(resume_path)
+        check_run_id(resume_path, resumed, run_id)
         log.info("resuming from %s", resume_path)
     else:
-        found = find_latest_valid_checkpoint(folder)
+        found = find_latest_valid_checkpoint(folder, run_id=run_id)
         if found is None:
             log.warning("no usable checkpoint in %s yet: starting that run from epoch 0 with its saved "
                         "arguments", folder)
         else:
             log.info("resuming from %s", found[0])
             resumed = TrainingCheckpoint.from_dict(found[1])
-    return argparse.Namespace(**merged), resumed, saved.get("class_names")
+    return argparse.Namespace(**merged), resumed, saved.get("class_names"), run_id
 
 
 def build_data(run: Run) -> Data:
@@ -518,7 +533,7 @@ def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, s
         scaler=parts.scaler.state_dict(), rng=capture_rng_state(), best_metric=parts.best,
         nonfinite_steps=parts.guard.total, val_loss=record["val_loss"] if record else None, metrics=record,
         args=vars(run.args), class_names=data.class_names, net=run.args.net, resolution=run.args.resolution,
-        version=project_version(), world_size=run.info.world_size)
+        version=project_version(), world_size=run.info.world_size, run_id=run.run_id)
 
 
 def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> None:
@@ -615,7 +630,7 @@ def epoch_record(run: Run, parts: Parts, epoch: int, stats: EpochStats) -> dict[
     """The epoch's training numbers for metrics.jsonl (warning about skipped unreadable images)."""
     train_means = stats.means(run.device)
     record: dict[str, Any] = {
-        "epoch": epoch, "train_loss": train_means["loss"],
+        "run_id": run.run_id, "epoch": epoch, "train_loss": train_means["loss"],
         "train_regression_loss": train_means["regression_loss"],
         "train_classification_loss": train_means["classification_loss"],
         "lr": parts.optimizer.param_groups[-1]["lr"],

@@ -26,7 +26,7 @@ FREE = frozenset({
     "memory_format",
 })
 WARNED = frozenset({"datasets", "validation_dataset"})
-META = frozenset({"resume", "force_override"})
+META = frozenset({"resume", "force_override", "archive_old_run"})
 
 
 def _same(a: Any, b: Any) -> bool:
