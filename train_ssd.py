@@ -343,10 +343,12 @@ class Parts:
 
 @dataclass
 class Start:
-    """Where training (re)starts."""
+    """Where training (re)starts: ``samples`` images of ``epoch``'s order already trained (all
+    processes together; the next step is found from them, whatever the batch size or process count)."""
     epoch: int = 0
-    step: int = 0
+    samples: int = 0
     stats: EpochStats = field(default_factory=EpochStats)
+    world_size: int = 1  # of the run that trained those samples
 
 
 def resolve_run(argv: Sequence[str] | None) -> Run:
@@ -500,12 +502,13 @@ def restore(run: Run, parts: Parts) -> Start:
     parts.best = ckpt.best_metric
     parts.guard.total = ckpt.nonfinite_steps
     if ckpt.interrupted:
-        step = ckpt.samples_in_epoch // run.args.batch_size if ckpt.samples_in_epoch else ckpt.step_in_epoch
-        start = Start(ckpt.epoch, step, EpochStats.from_state(ckpt.epoch_stats))
+        # files from before samples were counted: the steps were of this batch size
+        samples = ckpt.samples_in_epoch_total or ckpt.step_in_epoch * run.args.batch_size * ckpt.world_size
+        start = Start(ckpt.epoch, samples, EpochStats.from_state(ckpt.epoch_stats), ckpt.world_size)
     else:
         start = Start(ckpt.epoch + 1)
+        log.info("continuing at epoch %d", start.epoch)
     restore_rng_state(ckpt.rng)
-    log.info("continuing at epoch %d%s", start.epoch, f", step {start.step}" if start.step else "")
     return start
 
 
@@ -524,11 +527,13 @@ def build_trainer(run: Run, data: Data, parts: Parts) -> Trainer:
 
 
 def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, stats: EpochStats,
-                    record: dict | None = None) -> TrainingCheckpoint:
-    """The state after ``step`` batches of ``epoch`` (0: the epoch is complete, ``record`` its metrics)."""
+                    record: dict | None = None, samples: int = 0) -> TrainingCheckpoint:
+    """The state after ``step`` batches of ``epoch`` (0: the epoch is complete, ``record`` its metrics);
+    ``samples``: the images of the epoch's order trained by all processes together."""
+    world = run.info.world_size
     return TrainingCheckpoint(
-        epoch=epoch, step_in_epoch=step, samples_in_epoch=step * run.args.batch_size if step else 0,
-        epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
+        epoch=epoch, step_in_epoch=step, samples_in_epoch=samples // world if step else 0,
+        samples_in_epoch_total=samples if step else 0, epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
         optimizer=parts.optimizer.state_dict(), scheduler=parts.schedule.state_dict(),
         scaler=parts.scaler.state_dict(), rng=capture_rng_state(), best_metric=parts.best,
         nonfinite_steps=parts.guard.total, val_loss=record["val_loss"] if record else None, metrics=record,
@@ -557,9 +562,15 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
         with logging_redirect_tqdm() if show_bars else nullcontext():  # log lines print above the bars
             for epoch in tqdm(range(start.epoch, args.num_epochs), desc="epochs", unit="epoch",
                               initial=start.epoch, total=args.num_epochs, disable=not show_bars):
-                skip = start.step if epoch == start.epoch else 0
-                stats = start.stats if skip else EpochStats()
-                loader = train_loader.epoch(epoch, skip)
+                done = start.samples if epoch == start.epoch else 0
+                loader = train_loader.epoch(epoch, skip_samples=done)
+                skip = max(0, steps_per_epoch - train_loader.batches_left()) if done else 0
+                stats = start.stats if done else EpochStats()
+                if done:
+                    log.info("continuing at epoch %d, step %d/%d: %d of its %d images were trained before the "
+                             "stop%s", epoch, skip, steps_per_epoch, done, len(data.train),
+                             f" (by {start.world_size} processes, now {info.world_size})"
+                             if start.world_size != info.world_size else "")
                 with tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch}", unit="batch", leave=False,
                           disable=not show_bars) as bar:
                     step = trainer.train_epoch(loader, epoch=epoch, start_step=skip,
@@ -568,8 +579,9 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                                                world_size=info.world_size)
                 stats.skipped_images += loader.skipped_images
                 if step < steps_per_epoch or stop.requested:  # save the position inside the epoch, exit 0
+                    samples = min(len(data.train), done + (step - skip) * args.batch_size * info.world_size)
                     if info.is_main:
-                        path = make_checkpoint(run, data, parts, epoch, step, stats).save(
+                        path = make_checkpoint(run, data, parts, epoch, step, stats, samples=samples).save(
                             run.folder / checkpoint_name(args.net, epoch, step_in_epoch=step))
                         log.warning("stopped by %s at epoch %d, step %d/%d: saved %s; continue with --resume %s",
                                     stop.signal_name or "request", epoch, step, steps_per_epoch, path, run.folder)
@@ -635,7 +647,7 @@ def epoch_record(run: Run, parts: Parts, epoch: int, stats: EpochStats) -> dict[
         "train_classification_loss": train_means["classification_loss"],
         "lr": parts.optimizer.param_groups[-1]["lr"],
         "images_per_s": stats.images / max(stats.seconds, 1e-9),
-        "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps,
+        "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps, "train_images": stats.images,
         "skipped_images": int(distributed.all_reduce_sum([stats.skipped_images], run.device)[0]),
     }
     if record["skipped_images"]:
