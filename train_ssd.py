@@ -40,6 +40,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
                              choose_device)
+from vision.datasets.base import require_boxes
 from vision.datasets.collation import collate_padded
 from vision.evaluation.evaluate import describe_map
 from vision.nn.multibox_loss import DEFAULT_MINING
@@ -438,8 +439,10 @@ def build_data(run: Run) -> Data:
         raise UserError(f"the datasets' classes {class_names} differ from the resumed run's "
                         f"{list(run.saved_class_names)}; a resumed run must keep its classes")
     train_dataset = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
+    require_boxes(train_dataset, "training", ", ".join(args.datasets))
     val_dataset = open_dataset(args.dataset_type, args.validation_dataset or args.datasets[0], split="val",
                                transform=test_transform, target_transform=target_transform)
+    require_boxes(val_dataset, "validation", args.validation_dataset or args.datasets[0])
     if list(val_dataset.class_names) != class_names:
         raise UserError(f"the validation dataset's classes {list(val_dataset.class_names)} differ from the "
                         f"training classes {class_names}")
@@ -536,7 +539,7 @@ def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, s
         samples_in_epoch_total=samples if step else 0, epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
         optimizer=parts.optimizer.state_dict(), scheduler=parts.schedule.state_dict(),
         scaler=parts.scaler.state_dict(), rng=capture_rng_state(), best_metric=parts.best,
-        nonfinite_steps=parts.guard.total, val_loss=record["val_loss"] if record else None, metrics=record,
+        nonfinite_steps=parts.guard.total, val_loss=record.get("val_loss") if record else None, metrics=record,
         args=vars(run.args), class_names=data.class_names, net=run.args.net, resolution=run.args.resolution,
         version=project_version(), world_size=run.info.world_size, run_id=run.run_id)
 
@@ -604,10 +607,18 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
 def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: int, stats: EpochStats,
                  writer: Any) -> None:
     """After a complete epoch: validate (every --validation-epochs and after the last), save the
-    checkpoint (best.pth, pruning), append the metrics record (and TensorBoard scalars)."""
+    checkpoint (best.pth, pruning), append the metrics record (and TensorBoard scalars).
+
+    The epoch is saved (``...-Loss-nan.pth``, its training numbers) before validating, so a failure
+    there (an unreadable file, a full disk, a crash) does not lose it: ``--resume`` continues
+    after it. Validated, it is saved again under its validation loss and the first file removed."""
     args, info = run.args, run.info
     record = epoch_record(run, parts, epoch, stats)
     if epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1:
+        provisional = None
+        if info.is_main:
+            provisional = make_checkpoint(run, data, parts, epoch, 0, stats, record).save(
+                run.folder / checkpoint_name(args.net, epoch))
         t0 = time.perf_counter()
         val_loader = build_loader(data.val, batch_size=args.batch_size, num_workers=args.num_workers,
                                   seed=args.seed, epoch=0, collate_fn=data.collate, shuffle=False,
@@ -624,6 +635,8 @@ def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: in
         parts.best, is_best = update_best(parts.best, record, epoch, name)
         if info.is_main:
             path = make_checkpoint(run, data, parts, epoch, 0, stats, record).save(run.folder / name)
+            if provisional is not None and provisional != path:
+                provisional.unlink(missing_ok=True)
             if is_best:
                 link_best(run.folder, path)
             best_file = [run.folder / parts.best["file"]] if parts.best else []

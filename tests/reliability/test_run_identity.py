@@ -188,3 +188,54 @@ def test_a_failed_start_leaves_no_checkpoint_folder(data, tmp_path, capsys, case
     rc, err = run_inprocess(argv, capsys)
     assert rc == 2, err
     assert not folder.exists() and not (tmp_path / "new").exists(), list(tmp_path.rglob("*"))
+
+
+# ------------------------------------------------------- sets without boxes; the epoch saved first
+@pytest.mark.parametrize("which", ["training", "validation"])
+def test_a_set_without_a_single_box_is_refused(data, tmp_path, capsys, which):
+    from vision.datasets.synthetic import generate_coco_dataset
+    empty = tmp_path / "empty"
+    generate_coco_dataset(empty, 4, 2, seed=1, image_size=(96, 72), empty_share=1.0)
+    folder = tmp_path / "run"
+    argv = (common(empty, folder, 1, "--log-level", "warning") if which == "training"
+            else common(data, folder, 1, "--validation-dataset", empty, "--log-level", "warning"))
+    rc, err = run_inprocess(argv, capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"the {which} set in" in err and "not one box" in err, err
+    assert not folder.exists()
+
+
+@pytest.mark.slow
+def test_eval_refuses_a_set_without_a_single_box(finished_run, tmp_path):
+    from tests.conftest import run_script
+    from vision.datasets.synthetic import generate_coco_dataset
+    empty = tmp_path / "empty"
+    generate_coco_dataset(empty, 2, 2, seed=1, image_size=(96, 72), empty_share=1.0)
+    r = run_script("eval_ssd.py", "--trained-model", finished_run / "best.pth", "--dataset-type", "coco",
+                   "--dataset", empty, "--eval_dir", tmp_path / "out", timeout=300)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "the evaluation set in" in r.stderr and "not one box" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_validation_does_not_lose_the_epoch(data, tmp_path, capsys, monkeypatch):
+    from vision.training.loop import Trainer
+    from vision.utils.misc import Failure
+
+    def broken(self, batches):
+        raise Failure("validation broke (test)")
+
+    folder = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "validate", broken)
+        rc, err = run_inprocess(common(data, folder, 2), capsys)
+    assert rc == 1 and "validation broke" in err, err
+    files = _checkpoint_files(folder)
+    assert [p.name for p in files] == [f"{NET}-Epoch-0-Loss-nan.pth"], files
+    assert torch.load(files[0], weights_only=True)["metrics"]["train_images"] == 4
+    rc, err = run_inprocess(["--resume", folder, "--log-level", "info"], capsys)
+    assert rc == 0 and "continuing at epoch 1" in err, err
+    assert [p.name.split("-Loss-")[0] for p in _checkpoint_files(folder)] == [f"{NET}-Epoch-0", f"{NET}-Epoch-1"]
+    assert not (folder / f"{NET}-Epoch-1-Loss-nan.pth").exists()  # replaced by the validated one
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1] and "val_loss" not in rows[0] and "val_loss" in rows[1]
