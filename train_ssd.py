@@ -58,6 +58,7 @@ from vision.training.data import (EpochLoader, ReseededTransform, batches_per_ep
 from vision.training.dataset_folders import open_dataset
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
+from vision.training.profiling import StepProfiler
 from vision.training.resume import merge_resume_args
 from vision.training.run_folder import (append_metrics, archive_run, check_writable_folder, existing_run,
                                         finish_saved_epoch, new_run_id, project_version, read_args_json,
@@ -237,6 +238,9 @@ def _add_training_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
                    help="random seed (None: drawn once and saved in args.json, so --resume stays exact)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to FOLDER/tensorboard")
+    g.add_argument("--profile", action="store_true",
+                   help="profile a few training steps (torch.profiler): writes FOLDER/profile-trace.json (open in "
+                        "chrome://tracing or Perfetto) and FOLDER/profile-summary.txt (the slowest operators)")
 
 
 _UNSET = object()
@@ -554,6 +558,7 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
     writer = _tensorboard(run.folder, args) if info.is_main else None
     show_bars = info.is_main and sys.stderr.isatty() and logging.getLogger().level <= logging.INFO
     stop = StopRequest().install()
+    profiler = _profiler(run, steps_per_epoch * (args.num_epochs - start.epoch))
     log.info("training epochs %d..%d, %d steps of %d images per epoch%s", start.epoch, args.num_epochs - 1,
              steps_per_epoch, args.batch_size * info.world_size,
              f" on {info.world_size} processes" if info.enabled else "")
@@ -562,7 +567,7 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                                seed=args.seed, collate_fn=data.collate, num_replicas=info.world_size, rank=info.rank,
                                drop_last=drop_last, pin_memory=run.device.type == "cuda")
     try:
-        with logging_redirect_tqdm() if show_bars else nullcontext():  # log lines print above the bars
+        with logging_redirect_tqdm() if show_bars else nullcontext(), profiler or nullcontext():
             for epoch in tqdm(range(start.epoch, args.num_epochs), desc="epochs", unit="epoch",
                               initial=start.epoch, total=args.num_epochs, disable=not show_bars):
                 done = start.samples if epoch == start.epoch else 0
@@ -579,7 +584,8 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                     step = trainer.train_epoch(loader, epoch=epoch, start_step=skip,
                                                steps_per_epoch=steps_per_epoch, stats=stats, stop=stop,
                                                debug_steps=args.debug_steps, progress=bar if show_bars else None,
-                                               world_size=info.world_size)
+                                               world_size=info.world_size,
+                                               after_step=profiler.step if profiler else None)
                 stats.skipped_images += loader.skipped_images
                 if step < steps_per_epoch or stop.requested:  # save the position inside the epoch, exit 0
                     samples = min(len(data.train), done + (step - skip) * args.batch_size * info.world_size)
@@ -717,6 +723,15 @@ def update_best(best: dict | None, record: dict, epoch: int, file: str) -> tuple
 
 def _describe_best(best: dict | None) -> str:
     return "n/a" if not best else f"{best['name']} {best['value']:.4f} at epoch {best['epoch']}"
+
+
+def _profiler(run: Run, steps_left: int) -> StepProfiler | None:
+    """--profile (rank 0): five steps after five warm-up ones, fewer in a short run."""
+    if not run.args.profile or not run.info.is_main or steps_left < 1:
+        return None
+    first = min(5, steps_left // 2)
+    return StepProfiler(run.folder, first=first, steps=max(1, min(5, steps_left - first)),
+                        cuda=run.device.type == "cuda")
 
 
 def _tensorboard(folder: Path, args: argparse.Namespace):

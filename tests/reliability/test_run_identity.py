@@ -239,3 +239,18 @@ def test_a_failing_validation_does_not_lose_the_epoch(data, tmp_path, capsys, mo
     assert not (folder / f"{NET}-Epoch-1-Loss-nan.pth").exists()  # replaced by the validated one
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1] and "val_loss" not in rows[0] and "val_loss" in rows[1]
+
+
+# ------------------------------------------------------------------------------------ --profile
+@pytest.mark.slow
+def test_profile_writes_a_trace_and_a_summary_into_the_run_folder(data, tmp_path, capsys):
+    folder = tmp_path / "run"
+    rc, err = run_inprocess(common(data, folder, 1, "--profile", "--log-level", "info"), capsys)
+    assert rc == 0, err
+    trace, summary = folder / "profile-trace.json", folder / "profile-summary.txt"
+    assert json.loads(trace.read_text())["traceEvents"]
+    assert summary.read_text().startswith("torch.profiler: training steps 1-1"), summary.read_text()[:200]
+    assert "profile written" in err
+    # a free flag on --resume (nothing left to do here)
+    rc, err = run_inprocess(["--resume", folder, "--profile"], capsys)
+    assert rc == 0, err
