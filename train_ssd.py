@@ -65,8 +65,8 @@ from vision.training.run_folder import (append_metrics, archive_run, check_writa
                                         write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.utils.box_utils import MINING_RULES
-from vision.utils.misc import (UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
-                               run_main, setup_logging, unit_float)
+from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range, int_range, positive_float,
+                               positive_int, run_main, setup_logging, unit_float)
 from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger("train_ssd")
@@ -450,6 +450,10 @@ def build_data(run: Run) -> Data:
     if list(val_dataset.class_names) != class_names:
         raise UserError(f"the validation dataset's classes {list(val_dataset.class_names)} differ from the "
                         f"training classes {class_names}")
+    if run.info.enabled:
+        distributed.check_same_on_all_ranks(
+            {"classes": class_names, "training images": len(train_dataset), "validation images": len(val_dataset)},
+            "--datasets and --validation-dataset (the same folders, with the same contents)")
     log.info("training on %d images (%s), validating on %d, %d classes", len(train_dataset),
              ", ".join(args.datasets), len(val_dataset), len(class_names) - 1)
     collate = default_collate if per_sample else collate_padded
@@ -604,6 +608,12 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                 log.info("training done: %d epochs; best %s", args.num_epochs, _describe_best(parts.best))
         distributed.barrier()
         distributed.shutdown()
+    except RuntimeError as e:  # another process died: one line with the way on, not a gloo/NCCL traceback
+        if not (info.enabled and distributed.is_peer_failure(e)):
+            raise
+        raise Failure(f"process {info.rank} of {info.world_size}: another training process ended or stopped "
+                      f"answering ({str(e).splitlines()[0][:160]}); the checkpoints saved so far are intact: "
+                      f"continue with --resume {run.folder} (same torchrun command)") from None
     finally:  # after an error, no collective call: torchrun stops the other processes
         stop.uninstall()
         if writer is not None:
