@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_run_description(run.folder, vars(run.args), data.class_names, run_id=run.run_id)
         if run.resumed is not None:  # a kill right after a save can leave best.pth / metrics.jsonl behind
             finish_saved_epoch(run.folder, run.resumed)
-    if start.epoch >= run.args.num_epochs:
+    if start.epoch >= run.args.num_epochs and start.validate_first is None:
         log.info("the run already has %d epochs (--epochs %d): nothing to do", start.epoch, run.args.num_epochs)
         distributed.shutdown()
         return 0
@@ -354,6 +354,7 @@ class Start:
     samples: int = 0
     stats: EpochStats = field(default_factory=EpochStats)
     world_size: int = 1  # of the run that trained those samples
+    validate_first: dict[str, Any] | None = None  # the record of the epoch before, saved but not validated
 
 
 def resolve_run(argv: Sequence[str] | None) -> Run:
@@ -518,6 +519,8 @@ def restore(run: Run, parts: Parts) -> Start:
         start = Start(ckpt.epoch, samples, EpochStats.from_state(ckpt.epoch_stats), ckpt.world_size)
     else:
         start = Start(ckpt.epoch + 1)
+        if isinstance(ckpt.metrics, dict) and "val_loss" not in ckpt.metrics and validates(run.args, ckpt.epoch):
+            start.validate_first = dict(ckpt.metrics)  # saved, then stopped during its validation
         log.info("continuing at epoch %d", start.epoch)
     restore_rng_state(ckpt.rng)
     return start
@@ -571,6 +574,11 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                                seed=args.seed, collate_fn=data.collate, num_replicas=info.world_size, rank=info.rank,
                                drop_last=drop_last, pin_memory=run.device.type == "cuda")
     try:
+        if start.validate_first is not None:
+            log.info("epoch %d was saved but not validated (the run stopped during validation): validating it now",
+                     start.epoch - 1)
+            finish_epoch(run, data, parts, trainer, start.epoch - 1, EpochStats(), writer,
+                         saved_record=start.validate_first)
         with logging_redirect_tqdm() if show_bars else nullcontext(), profiler or nullcontext():
             for epoch in tqdm(range(start.epoch, args.num_epochs), desc="epochs", unit="epoch",
                               initial=start.epoch, total=args.num_epochs, disable=not show_bars):
@@ -620,19 +628,25 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
             writer.close()
 
 
+def validates(args: argparse.Namespace, epoch: int) -> bool:
+    """Whether ``epoch`` is validated (and saved): every --validation-epochs, and the last."""
+    return epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1
+
+
 def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: int, stats: EpochStats,
-                 writer: Any) -> None:
+                 writer: Any, saved_record: dict[str, Any] | None = None) -> None:
     """After a complete epoch: validate (every --validation-epochs and after the last), save the
     checkpoint (best.pth, pruning), append the metrics record (and TensorBoard scalars).
 
     The epoch is saved (``...-Loss-nan.pth``, its training numbers) before validating, so a failure
-    there (an unreadable file, a full disk, a crash) does not lose it: ``--resume`` continues
-    after it. Validated, it is saved again under its validation loss and the first file removed."""
+    there (an unreadable file, a full disk, a crash) does not lose it. Validated, it is saved again
+    under its validation loss and the first file removed. ``saved_record``: the epoch was saved so
+    but never validated (the resumed checkpoint): validate it now, from its saved record."""
     args, info = run.args, run.info
-    record = epoch_record(run, parts, epoch, stats)
-    if epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1:
-        provisional = None
-        if info.is_main:
+    record = dict(saved_record) if saved_record is not None else epoch_record(run, parts, epoch, stats)
+    if validates(args, epoch):
+        provisional = run.folder / checkpoint_name(args.net, epoch) if saved_record is not None else None
+        if info.is_main and saved_record is None:
             provisional = make_checkpoint(run, data, parts, epoch, 0, stats, record).save(
                 run.folder / checkpoint_name(args.net, epoch))
         t0 = time.perf_counter()
