@@ -377,20 +377,35 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     folder = Path(args.checkpoint_folder)
     if not args.resume:
         run_id = distributed.broadcast_object(new_run_id())
+    refused = None
     if info.is_main:
-        check_writable_folder(folder)  # created only when the run description is written: a failed start leaves none
-        if folder.is_dir():
-            remove_stale_temp_files_in(folder)
-        other = existing_run(folder)
-        if other is not None and (not args.resume or other.run_id != run_id):
-            if not args.archive_old_run:
-                raise UserError(f"{folder} already holds a training run, {other.describe()}: continue it with "
-                                f"--resume {folder}, choose another --checkpoint-folder, or pass --archive-old-run "
-                                f"to move it into {folder}/archived-.../ first")
-            archive_run(folder, other)
+        try:
+            check_folder_for_run(folder, args, run_id)
+        except UserError as e:
+            refused = str(e)
+    refused = distributed.broadcast_object(refused)  # every process ends with the same line
+    if refused:
+        distributed.shutdown()
+        raise UserError(refused)
     if resumed is not None and resumed.net not in (None, args.net):
         raise UserError(f"the checkpoint is of net {resumed.net}, but the run is {args.net}")
     return Run(args, info, device, folder, resumed, saved_class_names, run_id)
+
+
+def check_folder_for_run(folder: Path, args: argparse.Namespace, run_id: str | None) -> None:
+    """The checkpoint folder can take this run: writable (created only when the run description is
+    written, so a failed start leaves none), and holding no other run (refused in one line naming
+    it, or moved aside with --archive-old-run)."""
+    check_writable_folder(folder)
+    if folder.is_dir():
+        remove_stale_temp_files_in(folder)
+    other = existing_run(folder)
+    if other is not None and (not args.resume or other.run_id != run_id):
+        if not args.archive_old_run:
+            raise UserError(f"{folder} already holds a training run, {other.describe()}: continue it with "
+                            f"--resume {folder}, choose another --checkpoint-folder, or pass --archive-old-run "
+                            f"to move it into {folder}/archived-.../ first")
+        archive_run(folder, other)
 
 
 def resume_args(args: argparse.Namespace, given: dict[str, Any], defaults: dict[str, Any],
