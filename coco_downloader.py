@@ -165,6 +165,8 @@ def _download_all(archives: list[Archive], root: Path, args: argparse.Namespace,
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not args.path.strip():  # an unset shell variable: never "the current folder" by accident
+        raise UserError("--path is empty; give the folder to download into")
     root = Path(args.path)
     archives = [ARCHIVES[s] for s in dict.fromkeys(args.splits)]
     retry = dl.RetryPolicy(retries=args.retries, backoff=args.retry_backoff, timeout=args.timeout,
@@ -176,6 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(archives, root, args, retry)
 
 
+def _provided(path: Path) -> bool:
+    """An annotation file that is a file, or an image folder that is a folder with something in it
+    (a file named ``train2017`` is not the extracted split)."""
+    if path.suffix == ".json":
+        return path.is_file()
+    return path.is_dir() and any(path.iterdir())
+
+
 def _already_there(a: Archive, root: Path, no_download: bool) -> bool:
     """Extracted by an earlier run (marker + what it vouches for), or, with --no-download,
     extracted by hand: every path the archive provides exists (a folder not empty)."""
@@ -183,7 +193,7 @@ def _already_there(a: Archive, root: Path, no_download: bool) -> bool:
         log.info("%s: already downloaded and extracted, skipping", a.zip_name)
         return True
     if no_download and not (root / a.zip_name).is_file() and a.provides and all(
-            (root / p).is_file() or ((root / p).is_dir() and any((root / p).iterdir())) for p in a.provides):
+            _provided(root / p) for p in a.provides):
         log.info("%s: not here, but %s already is (extracted before): using it", a.zip_name,
                  ", ".join(a.provides))
         return True

@@ -21,7 +21,8 @@ much. --suggest-priors writes those fitted priors as a JSON priors file (format
 in README, "Your own data").
 
 Writes report.json and report.png (class histogram, box sizes over the priors'
-sizes, coverage per size) into --output; only those two files are replaced.
+sizes, coverage per size) into --output; only those two files are replaced. No
+output may replace an input or go into a folder of the dataset's images.
 
 Exit codes: 0 report written; 1 unexpected failure; 2 bad usage or unreadable dataset.
 """
@@ -31,6 +32,7 @@ import argparse
 import io
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -130,6 +132,10 @@ class PriorSource:
         self.net = net
         self.file = priors_file
         self.spec = load_priors_spec(priors_file) if priors_file else None
+        made_for = (self.spec or {}).get("net")
+        if made_for and made_for != net:
+            log.warning("priors file %s was made for %s, checked here with %s's feature maps", priors_file,
+                        made_for, net)
 
     def describe(self) -> str:
         return f"priors file {self.file}" if self.file else f"{self.net} default priors"
@@ -159,6 +165,7 @@ def build_report(data, source: PriorSource, resolution: int, threshold: float,
                  min_coverage: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report dict for report.json, extras for the picture and the suggestion)."""
     from vision.ssd.custom_priors import priors_from_spec, spec_from_ssd_specs, suggest_specs
+    from vision.ssd.prior_coverage import MATCH_IOU_THRESHOLD
     from vision.ssd.registry import feature_map_sizes
 
     names = data.class_names
@@ -223,7 +230,9 @@ def build_report(data, source: PriorSource, resolution: int, threshold: float,
             "side_px_at_input": _percentiles(side),
         },
         "prior_coverage": {"priors": source.describe(), "num_priors": int(priors.size(0)),
-                           "rule": f"best prior IoU >= {threshold:g}, the training matcher's rule",
+                           "rule": f"best prior IoU >= {threshold:g}, " + (
+                               "the training matcher's rule" if threshold == MATCH_IOU_THRESHOLD else
+                               f"training matches at {MATCH_IOU_THRESHOLD:g}"),
                            "iou_threshold": threshold, **cov},
         "alternatives": alternatives,
         "advice": advice,
@@ -327,6 +336,75 @@ def render_png(report: dict[str, Any], extras: dict[str, Any], resolution: int) 
     return buf.getvalue()
 
 
+# ----------------------------------------------------------------------------- outputs
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """One-line ``UserError`` now, not a traceback after the long part, when ``folder`` cannot be made/written."""
+    p = folder
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what}: cannot make folder {folder}: {p} is a file")
+    if p.exists() and not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"{what}: {p} is not writable")
+
+
+def check_outputs(out: Path, suggest: Path | None, priors_file: str | None) -> None:
+    """Refuse outputs that would replace an input or each other, before any dataset is read."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output {out} is a file, not a folder")
+    _check_writable_folder(out, "--output")
+    if suggest is None:
+        return
+    if suggest.is_dir():
+        raise UserError(f"--suggest-priors {suggest} is a folder; give a file name")
+    for name in REPORT_FILES:
+        if _same(suggest, out / name):
+            raise UserError(f"--suggest-priors {suggest} is the report's own {name}; give another file name")
+    if priors_file and _same(suggest, Path(priors_file)):
+        raise UserError(f"--suggest-priors {suggest} is the --priors file being checked; refusing to replace "
+                        f"an input (give a new file name)")
+    if suggest.exists():
+        from vision.ssd.custom_priors import load_priors_spec
+        try:
+            load_priors_spec(suggest)
+        except UserError:
+            raise UserError(f"--suggest-priors {suggest} exists and is not a priors file; refusing to replace it "
+                            f"(give a new file name)") from None
+    _check_writable_folder(suggest.parent, "--suggest-priors")
+
+
+def check_not_over_inputs(outputs: list[Path], datasets: list, report_folder: Path) -> None:
+    """Refuse an output that is one of the datasets' files, or a report folder in a folder of their
+    images (report.png there would become a training image, or replace one)."""
+    from vision.datasets.yolo import YOLODataset, label_path
+
+    inputs: set[str] = set()
+    image_dirs: set[str] = set()
+    for ds in datasets:
+        if isinstance(ds, YOLODataset):
+            inputs.add(os.path.realpath(ds.yaml_file))
+        for i in range(len(ds)):
+            image = ds.image_path(i)
+            inputs.add(os.path.realpath(image))
+            image_dirs.add(os.path.realpath(Path(image).parent))
+            if isinstance(ds, YOLODataset):
+                inputs.add(os.path.realpath(label_path(image)))
+    for o in outputs:
+        if os.path.realpath(o) in inputs:
+            raise UserError(f"output {o} is a file of the dataset; refusing to replace an input")
+    folder = os.path.realpath(report_folder)
+    for d in image_dirs:
+        if folder == d or folder.startswith(d + os.sep):
+            raise UserError(f"--output {report_folder} is in the dataset's image folder {d} (report.png would "
+                            f"become one of its images); choose another folder")
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -338,15 +416,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     threshold = MATCH_IOU_THRESHOLD if args.iou_threshold is None else args.iou_threshold
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output {out} is a file, not a folder")
-    if args.suggest_priors and Path(args.suggest_priors).is_dir():
-        raise UserError(f"--suggest-priors {args.suggest_priors} is a folder; give a file name")
+    suggest = Path(args.suggest_priors) if args.suggest_priors else None
+    check_outputs(out, suggest, args.priors)
     net = canonical_name(args.net)
     source = PriorSource(net, args.priors)
     source.priors(args.resolution)  # a priors file that does not fit the net fails here, before the long part
 
-    parts, types = [], []
+    parts, types, seen = [], [], {}
     for d in args.datasets:
         kind = resolve_dataset_type(args.dataset_type, d)
         types.append(kind)
@@ -354,7 +430,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if split == "test" and kind != "yolo":
                 raise UserError(f"--split test is for YOLO datasets only ({d} is {kind})")
             ds = open_dataset(kind, d, split=split)
-            parts.append((f"{Path(d).name}:{split}" if len(args.datasets) > 1 else split, ds))
+            label = f"{Path(d).name}:{split}" if len(args.datasets) > 1 else split
+            # the same split twice (--split train train, DIR and DIR/data.yaml, a yaml whose val is
+            # its train) would count every box twice
+            key = frozenset(os.path.realpath(ds.image_path(i)) for i in range(len(ds)))
+            if key in seen:
+                log.warning("%s %s holds the same images as %s; counted once", d, split, seen[key])
+                continue
+            seen[key] = f"{d} {split}"
+            parts.append((label, ds))
+    check_not_over_inputs([out / n for n in REPORT_FILES] + ([suggest] if suggest else []), [ds for _, ds in parts],
+                          out)
     names = list(parts[0][1].class_names)
     for label, ds in parts[1:]:
         if list(ds.class_names) != names:
@@ -362,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = collect_boxes(parts, args.max_images)
     if not data.image_ids:
         raise UserError("no readable images in " + ", ".join(args.datasets))
+    if suggest is not None and len(data.boxes) == 0:
+        raise UserError(f"--suggest-priors: no boxes in {', '.join(args.datasets)} ({'+'.join(args.split)}"
+                        + (f", first {args.max_images} images" if args.max_images else "") + ") to fit priors to")
     log.info("%d images, %d boxes; computing prior coverage", len(data.image_ids), len(data.boxes))
     report, extras = build_report(data, source, args.resolution, threshold, args.min_coverage)
     head = {"datasets": [str(d) for d in args.datasets], "dataset_type": "+".join(sorted(set(types))),
@@ -369,18 +458,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_images": args.max_images}
     report = {**head, **report}
     print(format_table(report, head, args.list_n))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "report.json", report)
     png = render_png(report, extras, args.resolution)
-    with atomic_write(out / "report.png", "wb") as f:
-        f.write(png)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "report.json", report)
+        with atomic_write(out / "report.png", "wb") as f:
+            f.write(png)
+    except OSError as e:
+        raise UserError(f"cannot write the report into {out}: {e.strerror or e}") from None
     log.info("wrote %s and %s", out / "report.json", out / "report.png")
     if args.suggest_priors:
         spec = extras["suggested_spec"]
         alt = report["alternatives"][-1]
         spec["coverage"] = {"boxes": alt["boxes"], "overall": alt["overall"], "iou_threshold": threshold,
                             "before": report["prior_coverage"]["overall"]}
-        atomic_write_json(args.suggest_priors, spec)
+        try:
+            atomic_write_json(suggest, spec)
+        except OSError as e:
+            raise UserError(f"cannot write --suggest-priors {suggest}: {e.strerror or e}") from None
         log.info("suggested priors written to %s: coverage %s -> %s on these boxes", args.suggest_priors,
                  report["prior_coverage"]["overall"], alt["overall"])
     return 0

@@ -38,6 +38,7 @@ JSON, missing keys or wrong types, --path is a file, categories that disagree.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import logging
 import math
@@ -59,6 +60,7 @@ MARKER_KEY = "pytorch_ssd_fixed"
 MARKER_VERSION = 1
 _SHOW = 20  # problems listed per kind before "... and N more"
 JOURNAL = ".fix_coco_annotations.commit.json"  # in annotations/: see vision/utils/file_set.py
+DEFAULT_SPLITS = ("train", "val")
 
 
 def annotation_file(root: Path, split: str) -> Path:
@@ -290,12 +292,22 @@ def drop_indices(items: list, indices: set[int]) -> list:
 
 
 def keep_backup(path: Path) -> Path:
-    """Keep the original as ``PATH.orig`` unless one exists (a hard link when possible:
-    instant and no extra space; the fixed file is written as a new file anyway)."""
-    backup = path.with_name(path.name + ".orig")
-    if backup.exists():
-        log.info("backup %s already exists; keeping it", backup)
-        return backup
+    """Keep the original as ``PATH.orig`` unless one with the same content exists (a hard link
+    when possible: instant and no extra space; the fixed file is written as a new file anyway).
+    A ``.orig`` that holds something else (the file was replaced since: a new download, another
+    version, or a fixed file about to lose entries to --drop-*) stays, and this version is kept
+    as ``PATH.orig.1`` (``.2``...): no version is ever changed without a copy."""
+    first = backup = path.with_name(path.name + ".orig")
+    i = 0
+    while backup.exists():
+        if os.path.samefile(path, backup) or filecmp.cmp(path, backup, shallow=False):
+            log.info("backup %s already exists; keeping it", backup)
+            return backup
+        i += 1
+        backup = first.with_name(f"{first.name}.{i}")
+    if i:
+        log.warning("%s differs from its earlier backup %s; keeping this version as %s", path, first.name,
+                    backup.name)
     try:
         os.link(path, backup)
     except FileExistsError:
@@ -381,9 +393,17 @@ def fix_files(paths: Sequence[Path], root: Path, *, drop_empty: bool, drop_inval
     """
     finish_interrupted_commit(root / "annotations" / JOURNAL, list(paths))
     docs = {p: load_file(p) for p in paths}
-    mapping = shared_mapping(docs)
+    # The split files not chosen this time (--splits val) still decide the numbering: fixing
+    # the splits one run at a time must give the same ids as fixing them together.
+    others = {}
+    for split in DEFAULT_SPLITS:
+        other = annotation_file(root, split)
+        if other not in docs and other.is_file():
+            log.info("%s is not in --splits; reading its categories so the ids agree with it", other.name)
+            others[other] = load_file(other)
+    mapping = shared_mapping({**docs, **others})
     all_categories: dict[int, dict] = {}
-    for coco in docs.values():
+    for coco in [*docs.values(), *others.values()]:
         for orig, c in original_categories(coco).items():
             all_categories.setdefault(orig, c)
     problems = {p: find_problems(coco, image_dir_of(root, p)) for p, coco in docs.items()}
@@ -429,6 +449,34 @@ def image_dir_of(root: Path, annotation: Path) -> Path:
     return root / annotation.name[len("instances_"):-len(".json")]
 
 
+def _is_own_report(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(doc, dict) and set(doc) == {"root", "files"}
+
+
+def check_report_path(report: Path, root: Path) -> None:
+    """Refuse a --report that would replace an annotation file, its ``.orig`` backup or any
+    other file that is not an earlier report of this script (``UserError``, nothing written)."""
+    if report.is_dir():
+        raise UserError(f"--report {report} is a folder; give a file name such as fix-report.json")
+    ann = (root / "annotations").resolve()
+    if report.resolve().parent == ann and report.name.startswith(("instances_", "image_info_", ".")):
+        raise UserError(f"--report {report} is an annotation file (or its backup) of {root}; give another "
+                        "file name such as fix-report.json")
+    # an empty file holds nothing to lose (setup_coco passes one made by mktemp)
+    if report.exists() and report.stat().st_size and not _is_own_report(report):
+        raise UserError(f"--report {report} exists and is not a report of this script; refusing to overwrite "
+                        "it (give a new file name)")
+    parent = report.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--report {report}: {parent} is a file, not a folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Renumber COCO category ids to 1..K (keeping each one's original id) so they fit the "
@@ -436,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "moves image files.")
     p.add_argument("--path", "--root", "--data", dest="path", default="coco-data",
                    help="COCO root holding annotations/instances_{split}2017.json (default: coco-data)")
-    p.add_argument("--splits", nargs="+", default=["train", "val"], metavar="SPLIT",
-                   help="which files: instances_SPLIT2017.json (default: train val)")
+    p.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), metavar="SPLIT",
+                   help="which files: instances_SPLIT2017.json (default: train val); the train/val file "
+                        "not chosen is still read so both get the same numbering")
     p.add_argument("--drop-empty", action="store_true",
                    help="remove images without annotations from the JSON (the image files stay)")
     p.add_argument("--drop-invalid", action="store_true",
@@ -455,12 +504,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not args.path.strip():  # an unset shell variable: never "the current folder" by accident
+        raise UserError("--path is empty; give a folder")
     root = Path(args.path)
     if root.is_file():
         raise UserError(f"--path {root} is a file; give the COCO root folder that holds annotations/")
-    if args.report and Path(args.report).is_dir():
-        raise UserError(f"--report {args.report} is a folder; give a file name such as fix-report.json")
+    if not root.is_dir():
+        raise UserError(f"--path {root}: no such folder; give the COCO root folder that holds annotations/")
+    if not (root / "annotations").is_dir() and (root.absolute().parent / "annotations").is_dir():
+        raise UserError(f"--path {root} has no annotations/ folder, its parent has: give the COCO root "
+                        f"(--path {root.absolute().parent}), not an image folder")
     paths = [annotation_file(root, s) for s in dict.fromkeys(args.splits)]
+    if args.report:
+        check_report_path(Path(args.report), root)
     for p in paths:
         if p.is_dir():
             raise UserError(f"{p} is a folder, expected the annotation file")
@@ -469,7 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "--splits annotations, or check --path/--splits)")
     summary = fix_files(paths, root, drop_empty=args.drop_empty, drop_invalid=args.drop_invalid)
     if args.report:
-        atomic_write_json(args.report, {"root": str(root), "files": summary})
+        try:
+            atomic_write_json(args.report, {"root": str(root), "files": summary})
+        except OSError as e:
+            raise Failure(f"the annotations are fixed, but the report {args.report} cannot be written: "
+                          f"{e.strerror or e}") from None
     return 0
 
 

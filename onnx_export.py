@@ -308,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "nms_prob_threshold": 0.4, "nms_top_k": 10,
                                       "detectnet_threshold": DEFAULT_THRESHOLD,
                                       "detectnet_cluster_threshold": DEFAULT_CLUSTER_THRESHOLD},
-                         batch=None if args.dynamic_batch else args.batch_size, opset=args.opset)
+                         batch=None if args.dynamic_batch else args.batch_size, opset=args.opset,
+                         priors=loaded.info.priors)
     model_bytes = add_metadata(model_bytes, build_metadata(meta))
     check_graph(model_bytes, None if args.dynamic_batch else args.batch_size, resolution, len(class_names),
                 num_priors)

@@ -11,7 +11,8 @@ What it writes under --data (upstream's layout)::
     class-descriptions-boxable.csv, {split}-annotations-bbox.csv   metadata, downloaded once (cached)
     sub-{split}-annotations-bbox.csv   boxes of the chosen classes (+ columns id, ClassName)
     {split}/{ImageID}.jpg              the pictures
-    labels.txt                         BACKGROUND + the classes, sorted (the dataset's label order)
+    labels.txt                         BACKGROUND + the classes, sorted (the dataset's label order;
+                                       a different one there before is kept as labels.txt.bak)
     download-report.json               what failed in the last run
 
 Metadata downloads resume and are cached (a cached CSV without its header or with
@@ -35,6 +36,7 @@ import argparse
 import csv
 import difflib
 import logging
+import os
 import random
 import re
 import sys
@@ -510,8 +512,13 @@ def _write_labels(root: Path, classes: list[str]) -> None:
             old = read_labels(labels_path)
         except UserError:
             old = None
-        if old != labels:
-            log.warning("replacing %s (it listed %s)", labels_path, old)
+        if old != labels:  # another class list (or another dataset's file): keep it, never lose it
+            kept, i = labels_path.with_name("labels.txt.bak"), 0
+            while kept.exists():
+                i += 1
+                kept = labels_path.with_name(f"labels.txt.bak.{i}")
+            os.replace(labels_path, kept)
+            log.warning("replacing %s (it listed %s); the old one is kept as %s", labels_path, old, kept.name)
     write_labels(labels_path, labels)
 
 

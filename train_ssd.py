@@ -45,6 +45,7 @@ from vision.datasets.collation import collate_padded
 from vision.evaluation.evaluate import describe_map
 from vision.nn.multibox_loss import DEFAULT_MINING
 from vision.ssd.config.base import SSDConfig, build_criterion, build_matcher
+from vision.ssd.custom_priors import priors_spec_arg
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
@@ -64,6 +65,7 @@ from vision.training.run_folder import (append_metrics, archive_run, check_writa
                                         finish_saved_epoch, new_run_id, project_version, read_args_json,
                                         write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
+from vision.training.viz_inputs import write_input_samples
 from vision.utils.box_utils import MINING_RULES
 from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range, int_range, positive_float,
                                positive_int, run_main, setup_logging, unit_float)
@@ -150,6 +152,10 @@ def _add_network_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--net", default="mb2-ssd-lite", type=str.lower, choices=NET_NAMES, help="architecture")
     add_resolution_arg(g, 300, "input size in pixels (square); priors are rebuilt for it")
     add_width_mult_arg(g, 1.0, "width multiplier of mb2-ssd-lite")
+    g.add_argument("--priors", default=None, metavar="FILE.json",
+                   help="custom priors (dataset_report.py --suggest-priors writes one): per feature map min/max "
+                        "size in pixels and aspect ratios; the heads follow its boxes per cell. The spec itself "
+                        "is saved in args.json and every checkpoint (eval/export/--resume need no flag)")
     g.add_argument("--freeze-base-net", "--freeze_base_net", action="store_true", help="freeze the backbone")
     g.add_argument("--freeze-net", "--freeze_net", action="store_true",
                    help="freeze everything except the prediction heads")
@@ -241,6 +247,9 @@ def _add_training_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--profile", action="store_true",
                    help="profile a few training steps (torch.profiler): writes FOLDER/profile-trace.json (open in "
                         "chrome://tracing or Perfetto) and FOLDER/profile-summary.txt (the slowest operators)")
+    g.add_argument("--viz-inputs", type=int_range(0, 100_000), default=0, metavar="N",
+                   help="write the first N training samples (before and after augmentation, with the boxes and "
+                        "their matched priors drawn) to FOLDER/inputs/ as PNGs")
 
 
 _UNSET = object()
@@ -442,7 +451,8 @@ def build_data(run: Run) -> Data:
     """The training datasets (concatenated; same classes required) and the validation dataset."""
     args = run.args
     seed_everything(args.seed)
-    cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult)
+    args.priors = priors_spec_arg(args.priors)  # the spec itself goes to args.json and the checkpoints
+    cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult, priors=args.priors)
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
     train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
@@ -461,7 +471,8 @@ def build_data(run: Run) -> Data:
     train_dataset = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
     require_boxes(train_dataset, "training", ", ".join(args.datasets))
     val_dataset = open_dataset(args.dataset_type, args.validation_dataset or args.datasets[0], split="val",
-                               transform=test_transform, target_transform=target_transform)
+                               transform=test_transform, target_transform=target_transform,
+                               reference=train_parts[0])
     require_boxes(val_dataset, "validation", args.validation_dataset or args.datasets[0])
     if list(val_dataset.class_names) != class_names:
         raise UserError(f"the validation dataset's classes {list(val_dataset.class_names)} differ from the "
@@ -473,6 +484,9 @@ def build_data(run: Run) -> Data:
     log.info("training on %d images (%s), validating on %d, %d classes", len(train_dataset),
              ", ".join(args.datasets), len(val_dataset), len(class_names) - 1)
     collate = default_collate if per_sample else collate_padded
+    if args.viz_inputs and run.info.is_main:
+        written = write_input_samples(train_dataset, args.viz_inputs, run.folder / "inputs", cfg, class_names)
+        log.info("--viz-inputs: wrote %d samples to %s", len(written), run.folder / "inputs")
     return Data(cfg, train_dataset, val_dataset, class_names, collate, per_sample)
 
 
@@ -480,7 +494,8 @@ def build_model_and_optimizer(run: Run, data: Data) -> Parts:
     """The net (initialised from --base-net / --pretrained-ssd unless resuming), optimizer, schedule, AMP."""
     args, device = run.args, run.device
     torch.manual_seed(args.seed)
-    net = create_net(args.net, len(data.class_names), resolution=args.resolution, width_mult=args.mb2_width_mult)
+    net = create_net(args.net, len(data.class_names), resolution=args.resolution, width_mult=args.mb2_width_mult,
+                     priors=args.priors)
     if run.resumed is None:
         if args.base_net:
             log.info("initializing the backbone from %s", args.base_net)
@@ -503,8 +518,8 @@ def build_model_and_optimizer(run: Run, data: Data) -> Parts:
                               gamma=args.gamma, warmup_epochs=args.warmup_epochs, warmup_factor=args.warmup_factor)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if args.amp else None
-    log.info("net %s at %d px (%d priors), %s, lr %g (base net %g, extra layers %g), %s schedule, device %s%s%s",
-             args.net, args.resolution, data.cfg.num_priors, args.optimizer, args.lr,
+    log.info("net %s at %d px (%d %spriors), %s, lr %g (base net %g, extra layers %g), %s schedule, device %s%s%s",
+             args.net, args.resolution, data.cfg.num_priors, "custom " if args.priors else "", args.optimizer, args.lr,
              args.base_net_lr or args.lr, args.extra_layers_lr or args.lr, args.scheduler, device,
              f", AMP {str(amp_dtype).replace('torch.', '')}" if amp_dtype else "",
              ", channels_last" if channels_last else "")
@@ -721,7 +736,14 @@ def init_from_pretrained_ssd(net: torch.nn.Module, path: str, net_name: str) -> 
     behaviour, for fine-tuning on other classes), saying which happened."""
     state_dict, checkpoint = load_state_dict_file(path)
     file_classes = infer_num_classes(state_dict)
-    if file_classes == net.num_classes:
+    own = net.state_dict()
+    heads_fit = all(k not in own or tuple(v.shape) == tuple(own[k].shape) for k, v in state_dict.items()
+                    if k.startswith(("classification_headers.", "regression_headers.")))
+    if file_classes == net.num_classes and not heads_fit:  # custom priors: other boxes per cell
+        net.init_from_pretrained_ssd(path)
+        log.warning("--pretrained-ssd: the heads of %s predict other boxes per cell than --priors asks: loaded all "
+                    "but the prediction heads, which start from scratch", path)
+    elif file_classes == net.num_classes:
         load_net_weights(net, state_dict, net_name, path, checkpoint=checkpoint)
         log.info("--pretrained-ssd: loaded every weight of %s, heads included (%d classes)", path, file_classes)
     else:

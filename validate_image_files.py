@@ -21,8 +21,10 @@ Never opens a window, never waits for input unless --interactive.
 
 Exit codes: 0 every image decodes (or, with --ok-after-cleanup, every bad one was
 moved away or deleted); 1 bad files were found (or the folder holds no images);
-2 bad usage (no such folder, --path is a file, --report is a folder,
---interactive without a terminal).
+2 bad usage (no such folder, --path is a file, --report is a folder, an image
+name or an existing file that is not an earlier report of this script,
+--interactive without a terminal). A quarantine folder an earlier run filled
+(DIR_invalid/ with its report.json) is not judged again when a parent is checked.
 """
 from __future__ import annotations
 
@@ -91,6 +93,8 @@ def check_image(path: str) -> tuple[str, str | None]:
 
     from vision.datasets.image_io import ImageDecodeError, check_pixel_limit
 
+    if os.path.islink(path) and not os.path.exists(path):
+        return path, f"broken symbolic link (to {os.readlink(path)})"
     try:
         size = os.stat(path).st_size
         if size == 0:
@@ -131,15 +135,24 @@ def is_image_name(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
+def is_quarantine_folder(path: str) -> bool:
+    """A ``NAME_invalid`` folder this script filled earlier: its files were judged already."""
+    return path.endswith("_invalid") and _is_own_report(Path(path) / "report.json")
+
+
 def iter_files(folder: Path) -> Iterator[str]:
-    """Every regular, non-hidden file under ``folder`` (hidden folders skipped), sorted."""
+    """Every regular, non-hidden file under ``folder`` (hidden folders and earlier quarantine
+    folders skipped), sorted."""
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        quarantined = [d for d in dirnames if is_quarantine_folder(os.path.join(dirpath, d))]
+        for d in quarantined:
+            log.info("skipping %s: bad files quarantined by an earlier run", os.path.join(dirpath, d))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in quarantined)
         for name in sorted(filenames):
             if not name.startswith("."):
                 p = os.path.join(dirpath, name)
-                if os.path.isfile(p):
-                    yield p
+                if os.path.isfile(p) or (os.path.islink(p) and not os.path.exists(p)):
+                    yield p  # a broken link is a bad file, not nothing (the loader would fail on it)
 
 
 def scan(files: Sequence[str], workers: int, progress: bool | None = None) -> list[tuple[str, str]]:
@@ -179,10 +192,13 @@ def scan(files: Sequence[str], workers: int, progress: bool | None = None) -> li
 
 def _free_name(dest: Path) -> Path:
     """``dest``, or ``dest.1``, ``dest.2``... if taken (never overwrite a quarantined file)."""
-    if not dest.exists():
+    def taken(p: Path) -> bool:
+        return p.exists() or p.is_symlink()  # a quarantined broken link counts too
+
+    if not taken(dest):
         return dest
     i = 1
-    while dest.with_name(f"{dest.name}.{i}").exists():
+    while taken(dest.with_name(f"{dest.name}.{i}")):
         i += 1
     return dest.with_name(f"{dest.name}.{i}")
 
@@ -199,9 +215,41 @@ def _ask(question: str) -> bool:
             return True
 
 
+REPORT_KEYS = ("folder", "checked", "bad")  # what marks a JSON file as a report of this script
+
+
+def _is_own_report(path: Path) -> bool:
+    """True when ``path`` holds a report this script wrote (so it may be replaced)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(doc, dict) and all(k in doc for k in REPORT_KEYS)
+
+
+def check_report_path(report: Path) -> None:
+    """Refuse a --report that would overwrite something that is not an earlier report of this
+    script (an annotation file, an image, any other file) or that cannot be a file."""
+    if report.is_dir():
+        raise UserError(f"--report {report} is a folder; give a file name such as bad.json")
+    if is_image_name(str(report)):
+        raise UserError(f"--report {report} has an image extension; give a file name such as bad.json "
+                        "(the report is JSON and must never replace an image)")
+    # an empty file holds nothing to lose (setup_coco passes one made by mktemp)
+    if report.exists() and report.stat().st_size and not _is_own_report(report):
+        raise UserError(f"--report {report} exists and is not a report of this script; refusing to "
+                        "overwrite it (give a new file name)")
+    parent = report.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--report {report}: {parent} is a file, not a folder")
+
+
 def _merge_previous(report_path: Path, entries: list[dict]) -> list[dict]:
     """Keep entries of an earlier report whose quarantined file is still there, so the
-    quarantine folder's report keeps describing everything in it."""
+    quarantine folder's report keeps describing everything in it (also a file quarantined
+    before under the same name: it was moved to a new name, ``NAME.1``, this time)."""
     if not report_path.is_file():
         return entries
     try:
@@ -209,9 +257,12 @@ def _merge_previous(report_path: Path, entries: list[dict]) -> list[dict]:
     except (ValueError, OSError, AttributeError):
         log.warning("replacing unreadable earlier report %s", report_path)
         return entries
-    now = {e["path"] for e in entries}
-    kept = [e for e in old if isinstance(e, dict) and e.get("path") not in now
-            and e.get("moved_to") and Path(e["moved_to"]).exists()]
+    now = {e["moved_to"] for e in entries if e.get("moved_to")}
+    kept = [e for e in old if isinstance(e, dict) and e.get("moved_to") and e["moved_to"] not in now
+            and Path(e["moved_to"]).exists()]
+    for e in kept:  # a run killed half-way: what it had moved is quarantined
+        if e.get("action") == "quarantining":
+            e["action"] = "quarantined"
     return kept + entries
 
 
@@ -225,21 +276,32 @@ def _confirmed_action(args: argparse.Namespace, invalid_dir: Path, n_bad: int) -
     return args.action
 
 
-def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: Path) -> None:
-    """Quarantine or delete the bad files listed in ``entries`` (updated in place)."""
-    if act == "quarantine":
+def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: Path) -> OSError | None:
+    """Quarantine or delete the bad files listed in ``entries`` (updated in place). Stops at
+    the first file that cannot be moved or deleted and returns that error, so the report
+    still tells where every file moved so far went."""
+    done = 0
+    try:
         for e in entries:
-            src = Path(e["path"])
-            dest = _free_name(invalid_dir / src.relative_to(abs_folder))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(src), str(dest))
-            e.update(action="quarantined", moved_to=str(dest))
-        log.info("moved %d file(s) to %s", len(entries), invalid_dir)
-    elif act == "delete":
-        for e in entries:
-            Path(e["path"]).unlink()
-            e["action"] = "deleted"
-        log.info("deleted %d file(s)", len(entries))
+            if act == "quarantine":
+                src = Path(e["path"])
+                dest = (Path(e["moved_to"]) if e.get("moved_to")
+                        else _free_name(invalid_dir / src.relative_to(abs_folder)))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(dest))
+                e.update(action="quarantined", moved_to=str(dest))
+            elif act == "delete":
+                Path(e["path"]).unlink()
+                e["action"] = "deleted"
+            done += 1
+    except OSError as err:
+        return err
+    finally:
+        if act == "quarantine":
+            log.info("moved %d file(s) to %s", done, invalid_dir)
+        elif act == "delete":
+            log.info("deleted %d file(s)", done)
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "them to the sibling folder PATH_invalid/; delete = remove them")
     p.add_argument("--report", metavar="FILE.json",
                    help="where to write the JSON report (default: PATH_invalid/report.json, written only "
-                        "when bad files are found)")
+                        "when bad files are found); never over an image or a file that is not an "
+                        "earlier report")
     p.add_argument("--ok-after-cleanup", action="store_true",
                    help="exit 0 when every bad file was quarantined or deleted (the folder is clean now), "
                         "so a pipeline such as setup_coco goes on without a second run (default: exit 1 "
@@ -270,22 +333,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not args.path.strip():  # an unset shell variable: never "the current folder" by accident
+        raise UserError("--path is empty; give a folder")
     folder = Path(args.path)
     if folder.is_file():
         raise UserError(f"--path {folder} is a file; give the folder of images (e.g. coco-data/train2017)")
     if not folder.is_dir():
         raise UserError(f"--path {folder}: no such folder")
-    if args.report and Path(args.report).is_dir():
-        raise UserError(f"--report {args.report} is a folder; give a file name such as bad.json")
+    if args.report:
+        check_report_path(Path(args.report))
     if args.interactive and not sys.stdin.isatty():
         raise UserError("--interactive needs a terminal to ask on (stdin is not one); "
                         "run without --interactive (the --action flag is the consent)")
     abs_folder = Path(os.path.abspath(folder))
+    if abs_folder == abs_folder.parent:
+        raise UserError(f"--path {folder} is the root of the filesystem; give the folder of images "
+                        "(e.g. coco-data/train2017)")
     invalid_dir = abs_folder.with_name(abs_folder.name + "_invalid")
     report_path = Path(args.report) if args.report else invalid_dir / "report.json"
     if args.action == "quarantine" and invalid_dir.exists() and not invalid_dir.is_dir():
         raise UserError(f"{invalid_dir} is a file; bad images are moved into a folder of that name "
                         "(move the file away or use --action report)")
+    if not args.report and report_path.is_file() and report_path.stat().st_size and not _is_own_report(report_path):
+        raise UserError(f"{report_path} exists and is not a report of this script (is {invalid_dir} a folder of "
+                        "yours?); give --report FILE.json, or move it away")
 
     all_files = list(iter_files(folder))
     files = [f for f in all_files if is_image_name(f)]
@@ -305,17 +376,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     entries = [{"path": os.path.abspath(p), "reason": r, "action": "reported", "moved_to": None}
                for p, r in bad]
+    def write_report(act_error: OSError | None = None) -> None:
+        try:
+            atomic_write_json(report_path, {
+                "folder": str(abs_folder), "checked": len(files), "skipped_not_images": skipped,
+                "action": args.action,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "bad": _merge_previous(report_path, entries)})
+        except OSError as e:
+            raise Failure(f"cannot write the report {report_path}: {e.strerror or e}"
+                          + (f"; and {args.action} stopped early: {act_error}" if act_error else "")) from None
+
+    act_error = None
     if bad:
         print(f"{len(bad)} bad file(s) in {folder}:")
         for p, r in bad:
             print(f"  {p}: {r}")
-        _apply_action(entries, _confirmed_action(args, invalid_dir, len(bad)), abs_folder, invalid_dir)
+        act = _confirmed_action(args, invalid_dir, len(bad))
+        if act == "quarantine":  # the report names every destination before the first move, so a
+            for e in entries:    # run killed half-way leaves no quarantined file it does not list
+                src = Path(e["path"])
+                e.update(action="quarantining", moved_to=str(_free_name(invalid_dir / src.relative_to(abs_folder))))
+            write_report()
+        act_error = _apply_action(entries, act, abs_folder, invalid_dir)
+        if act_error is not None:
+            for e in entries:
+                if e["action"] == "quarantining":
+                    e.update(action="reported", moved_to=None)
     if bad or args.report:
-        atomic_write_json(report_path, {
-            "folder": str(abs_folder), "checked": len(files), "skipped_not_images": skipped,
-            "action": args.action,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "bad": _merge_previous(report_path, entries)})
+        write_report(act_error)
         log.info("report written to %s", report_path)
+    if act_error is not None:
+        raise Failure(f"cannot {'delete' if args.action == 'delete' else 'move'} {act_error.filename or ''}: "
+                      f"{act_error.strerror or act_error}; the files handled so far are listed in {report_path}")
     if bad:
         cleaned = all(e["action"] in ("quarantined", "deleted") for e in entries)
         if args.ok_after_cleanup and cleaned:

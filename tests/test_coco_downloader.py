@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 import coco_downloader
-from tests.conftest import run_script as _run_script
+from tests.conftest import REPO, run_script as _run_script
 from tests.http_server import http_server  # noqa: F401  (pytest fixture)
 from vision.utils import download as dl
 from vision.utils.misc import run_main
@@ -110,7 +111,7 @@ def test_retries_used_up_keeps_part_for_later(http_server, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--base-url", "images.cocodataset.org"], ["--splits", "bogus"],
-                                  ["--workers", "0"], ["--retries", "-1"]])
+                                  ["--workers", "0"], ["--retries", "-1"], ["--path", ""]])
 def test_bad_usage_exit_2(args, tmp_path):
     r = run_script("--path", str(tmp_path / "c"), *args)
     assert r.returncode == 2, r.stderr
@@ -297,6 +298,17 @@ def test_state_names_refused_in_archives(tmp_path, name):
     z = make_zip(tmp_path / "a.zip", {name: b"x", "ok/a": b"y"})
     with pytest.raises(dl.ArchiveError, match="state file"):
         dl.extract_zip(z, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("name", ["annotations/.fix_coco_annotations.commit.json",
+                                  "annotations/.instances_val2017.json.pending"])
+def test_tool_journals_refused_in_archives(tmp_path, name):
+    """An annotations zip could plant the fixer's commit journal (or a pending file) in
+    annotations/: the next fix_coco_annotations.py run would act on it. Refused, nothing extracted."""
+    z = make_zip(tmp_path / "a.zip", {name: b"{}", "annotations/instances_val2017.json": b"{}"})
+    with pytest.raises(dl.ArchiveError, match="journal"):
+        dl.extract_zip(z, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "annotations").exists()
 
 
 def test_marker_without_its_folder_does_not_count(http_server, tmp_path):
@@ -496,3 +508,36 @@ def test_stop_cuts_a_stalled_server_at_once(http_server, tmp_path, hostile):
     assert not t.is_alive(), "the stop did not cut the stalled connection"
     assert outcome == ["cancelled"]
     assert http_server.count("GET", "f.bin") == 1, "no retry after a stop"
+
+
+def test_no_download_does_not_take_a_file_for_a_split_folder(tmp_path):
+    """A file named train2017 (or a folder named like an annotation file) is not an extracted split."""
+    out = tmp_path / "coco"
+    out.mkdir()
+    (out / "train2017").write_text("x")
+    (out / "annotations/instances_train2017.json").mkdir(parents=True)
+    (out / "annotations/instances_val2017.json").write_text("{}")
+    for split in ("train", "annotations"):
+        r = run_script("--path", str(out), "--splits", split, "--no-download")
+        assert r.returncode == 1 and "not found" in r.stderr and "using it" not in r.stderr, r.stderr
+
+
+def test_extraction_keeps_a_changed_file_it_replaces(tmp_path):
+    """Re-extracting the annotations (one json was deleted, so the archive is fetched and unzipped
+    again) silently replaced the other json, fixed or edited since. Its old version is kept."""
+    z = make_zip(tmp_path / "a.zip", {"annotations/instances_train2017.json": b'{"orig": 1}',
+                                       "annotations/instances_val2017.json": b'{"orig": 2}'})
+    out = tmp_path / "coco"
+    dl.extract_zip(z, out, progress=False)
+    train = out / "annotations/instances_train2017.json"
+    train.write_text('{"edited": 1}')
+    (out / "annotations/instances_val2017.json").unlink()
+    for round_ in range(2):
+        dl.extract_zip(z, out, progress=False)
+        assert train.read_bytes() == b'{"orig": 1}'
+        assert (out / "annotations/instances_train2017.json.before-extract").read_text() == '{"edited": 1}'
+        train.write_text('{"edited again": 1}')
+    assert (out / "annotations/instances_train2017.json.before-extract.1").read_text() == '{"edited again": 1}'
+    kept = sorted(p.name for p in (out / "annotations").iterdir())
+    assert kept == ["instances_train2017.json", "instances_train2017.json.before-extract",
+                    "instances_train2017.json.before-extract.1", "instances_val2017.json"]

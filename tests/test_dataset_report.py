@@ -192,3 +192,64 @@ def test_max_images_and_the_printed_list_of_uncaught_boxes(yolo_data, tmp_path, 
     assert uncaught and all(u["best_iou"] < 0.5 for u in uncaught)
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and "best IoU" in line]
     assert len(printed) == 1 and uncaught[0]["image"] in printed[0]
+
+
+def test_outputs_over_inputs_are_refused_before_any_work(yolo_data, tmp_path, capsys):
+    root, _ = yolo_data
+    yaml_text = (root / "data.yaml").read_text()
+    image = sorted((root / "images" / "train").iterdir())[0]
+    image_bytes = image.read_bytes()
+    label = next(iter(sorted((root / "labels" / "train").iterdir())))
+    label_text = label.read_text()
+    out = tmp_path / "o"
+    priors = tmp_path / "p.json"
+    priors.write_text(json.dumps(spec_from_ssd_specs(get_config("mb1-ssd", 300).specs, 300, "mb1-ssd")))
+    cases = [
+        (["--suggest-priors", root / "data.yaml"], "not a priors file"),
+        (["--suggest-priors", image], "not a priors file"),
+        (["--suggest-priors", label], "not a priors file"),
+        (["--suggest-priors", out / "report.json"], "the report's own report.json"),
+        (["--priors", priors, "--suggest-priors", priors], "the --priors file"),
+        (["--output", root / "images" / "train"], "image folder"),
+        (["--output", root / "images" / "train" / "sub"], "image folder"),
+    ]
+    for extra, match in cases:
+        argv = ["--dataset", str(root), "--output", str(out), *map(str, extra)]
+        assert run_main(dataset_report.main, argv) == 2, extra
+        err = capsys.readouterr().err
+        assert match in err and "Traceback" not in err, (extra, err)
+    assert (root / "data.yaml").read_text() == yaml_text and image.read_bytes() == image_bytes
+    assert label.read_text() == label_text and not out.exists()
+    assert not (root / "images" / "train" / "report.png").exists()
+
+
+def test_unwritable_outputs_are_one_line_errors(yolo_data, tmp_path, capsys):
+    root, _ = yolo_data
+    f = tmp_path / "file"
+    f.write_text("x")
+    for extra in (["--output", f / "sub"], ["--output", tmp_path / "o", "--suggest-priors", f / "p.json"]):
+        assert run_main(dataset_report.main, ["--dataset", str(root), *map(str, extra)]) == 2
+        err = capsys.readouterr().err
+        assert "is a file" in err and "Traceback" not in err
+
+
+def test_suggest_priors_without_any_box_is_refused(tmp_path, capsys):
+    root = tmp_path / "neg"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        Image.new("RGB", (64, 48)).save(root / "images" / split / "a.jpg")
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a]\n")
+    rep, _ = report(["--dataset", root], tmp_path)  # the report itself is fine: 1 image, 0 boxes
+    assert rep["images"] == 1 and rep["boxes"] == 0 and rep["prior_coverage"]["overall"] is None
+    argv = ["--dataset", str(root), "--output", str(tmp_path / "o2"), "--suggest-priors", str(tmp_path / "p.json")]
+    assert run_main(dataset_report.main, argv) == 2
+    assert "no boxes" in capsys.readouterr().err and not (tmp_path / "p.json").exists()
+
+
+def test_the_same_split_given_twice_is_counted_once(yolo_data, tmp_path):
+    root, summary = yolo_data
+    rep, _ = report(["--dataset", root, root / "data.yaml", "--split", "train", "train"], tmp_path)
+    tr = summary["splits"]["train"]
+    assert rep["images"] == tr["images"] and rep["boxes"] == tr["boxes"]

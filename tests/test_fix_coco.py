@@ -334,3 +334,97 @@ def test_same_format_as_the_dataset_module():
     theirs = fix_coco_dict(copy.deepcopy(d))
     fca.remap_categories(d)
     assert d == theirs
+
+
+@pytest.mark.parametrize("target", ["annotations/instances_train2017.json", "annotations/instances_val2017.json.orig",
+                                    "train2017/000000000100.jpg"])
+def test_report_never_overwrites_an_input_or_the_backup(tmp_path, target):
+    """--report at an annotation file replaced the freshly fixed file with the report, and at the
+    .orig backup destroyed the only copy of the original (a second hostile trial)."""
+    root = make_root(tmp_path)
+    assert run_script("--path", str(root), "--splits", "val").returncode == 0  # makes the val .orig
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    r = run_script("--path", str(root), "--report", str(root / target))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before, "nothing may change"
+    rep = tmp_path / "rep.json"
+    rep.write_text("")  # an empty file (setup_coco's mktemp) may be written
+    for _ in range(2):  # an earlier report of this script may be replaced
+        assert run_script("--path", str(root), "--report", str(rep)).returncode == 0
+    r = run_script("--path", str(root), "--report", "/proc/nope/rep.json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "rep.json" in r.stderr
+
+
+def test_splits_fixed_one_run_at_a_time_agree(tmp_path):
+    """--splits val, then --splits train, when val lacks a category: both runs must give 'dog' (18)
+    the same id (before, val got 18 -> 2 and train 18 -> 3, silently)."""
+    def drop_car(d):
+        d["categories"] = [c for c in d["categories"] if c["id"] != 3]
+        d["annotations"] = [a for a in d["annotations"] if a["category_id"] != 3]
+    root = make_root(tmp_path, splits=("train",))
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(_mutated(drop_car)))
+    assert run_script("--path", str(root), "--splits", "val").returncode == 0
+    assert run_script("--path", str(root), "--splits", "train").returncode == 0
+    for s in ("train", "val"):
+        d = json.loads((root / f"annotations/instances_{s}2017.json").read_text())
+        assert {c["original_id"]: c["id"] for c in d["categories"]} == {1: 1, 3: 2, 18: 3, 90: 4}, s
+    r = run_script("--path", str(root))
+    assert r.returncode == 0 and "already fixed" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("journal", ["garbage", "forged"])
+def test_foreign_journal_moves_nothing(tmp_path, journal):
+    """A commit journal the tool did not write (an archive can put one in annotations/) made the
+    next run rename any file anywhere: the annotation file moved out, another file clobbered.
+    Now it is refused in one line (exit 1) and nothing moves."""
+    root = make_root(tmp_path)
+    ann = root / "annotations"
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious")
+    (ann / "evil").write_text("attacker")
+    text = "garbage" if journal == "garbage" else json.dumps(
+        {"files": [[str(ann / "evil"), str(victim)], [str(ann / "instances_val2017.json"), str(tmp_path / "x.json")]]})
+    (ann / fca.JOURNAL).write_text(text)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    r = run_script("--path", str(root))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "journal" in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_image_folder_or_missing_folder_as_path(tmp_path):
+    """--path coco-data/val2017 (the image folder) or a typo: say which folder to give."""
+    root = make_root(tmp_path)
+    r = run_script("--path", str(root / "val2017"))
+    assert r.returncode == 2 and f"--path {root}" in r.stderr and "image folder" in r.stderr, r.stderr
+    r = run_script("--path", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "no such folder" in r.stderr, r.stderr
+
+
+def test_a_replaced_original_gets_its_own_backup(tmp_path):
+    """A new version of the file (another download, the user's new export) with an older .orig
+    beside it: the old code kept the stale .orig and the new original was lost once fixed."""
+    root = make_root(tmp_path, splits=("val",))
+    path = root / "annotations/instances_val2017.json"
+    first = path.read_bytes()
+    assert run_script("--path", str(root), "--splits", "val").returncode == 0
+    d = coco_dict(6)
+    (root / "val2017/000000000104.jpg").write_bytes(b"jpeg")
+    (root / "val2017/000000000105.jpg").write_bytes(b"jpeg")
+    path.write_text(json.dumps(d))
+    second = path.read_bytes()
+    r = run_script("--path", str(root), "--splits", "val")
+    assert r.returncode == 0 and "differs from its earlier backup" in r.stderr, r.stderr
+    assert path.with_name(path.name + ".orig").read_bytes() == first
+    assert path.with_name(path.name + ".orig.1").read_bytes() == second
+    # the same original again: no new copy
+    path.write_bytes(second)
+    r = run_script("--path", str(root), "--splits", "val")
+    assert r.returncode == 0 and not path.with_name(path.name + ".orig.2").exists(), r.stderr
+
+
+def test_empty_path_is_not_the_current_folder(tmp_path):
+    root = make_root(tmp_path)
+    r = subprocess.run([sys.executable, str(REPO / "fix_coco_annotations.py"), "--path", ""], cwd=root,
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2 and "--path is empty" in r.stderr, r.stderr
+    assert not (root / "annotations/instances_val2017.json.orig").exists()

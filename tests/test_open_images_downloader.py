@@ -337,3 +337,18 @@ def test_wrong_kind_of_path_inside_data(http_server, tmp_path):
     (data / "train").write_text("x")
     r = run_script(http_server, data, "--class-names", "Apple", "--splits", "train")
     assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_another_labels_txt_is_kept_not_lost(http_server, tmp_path):
+    """--data at a folder holding another labels.txt (another class list, a model's folder): it was
+    replaced with a warning and lost. The old one is kept as labels.txt.bak."""
+    make_mirror(http_server.root)
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "labels.txt").write_text("BACKGROUND\ncat\ndog\n")
+    r = _apple_train(http_server, data)
+    assert r.returncode == 0, r.stderr
+    assert (data / "labels.txt").read_text().split() == ["BACKGROUND", "Apple"]
+    assert (data / "labels.txt.bak").read_text() == "BACKGROUND\ncat\ndog\n"
+    r = _apple_train(http_server, data)  # the same list again: nothing more kept
+    assert r.returncode == 0 and not (data / "labels.txt.bak.1").exists(), r.stderr

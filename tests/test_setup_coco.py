@@ -109,6 +109,23 @@ def test_help():
     assert r.returncode == 0 and "--demo" in r.stdout and "--no-download" in r.stdout
 
 
+@pytest.mark.parametrize("keep", ["train json", "own image"])
+def test_demo_never_writes_over_a_folder_with_data(tmp_path, keep):
+    """--demo into a folder holding a real train json (no val json) replaced it, and it replaced the
+    user's 000000000002.jpg (the demo's names are real COCO names). Refused now, nothing written."""
+    data = tmp_path / "coco-data"
+    if keep == "train json":
+        (data / "annotations").mkdir(parents=True)
+        (data / "annotations/instances_train2017.json").write_text('{"images": [], "mine": 1}')
+    else:
+        (data / "train2017").mkdir(parents=True)
+        (data / "train2017/000000000002.jpg").write_bytes(b"mine")
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    r = run_setup("--demo", "--path", str(data), cwd=tmp_path)
+    assert r.returncode == 2 and "not empty" in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.slow
 def test_demo(tmp_path):
     if importlib.util.find_spec("vision.datasets.synthetic") is None:

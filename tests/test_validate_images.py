@@ -217,3 +217,136 @@ def test_quarantine_folder_is_a_file(tmp_path):
     r = run_script("--path", str(d), "--workers", "1")
     assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
     assert all((d / n).exists() for n in BAD)
+
+
+@pytest.mark.parametrize("target", ["annotations/instances_val2017.json", "val2017/rgb.jpg", "val2017/new.JPG"])
+def test_report_never_overwrites_an_input(tmp_path, target):
+    """--report pointing at an annotation file or an image replaced it with the report (a second
+    hostile trial): refused, exit 2, nothing touched."""
+    root = _dataset_root(tmp_path)
+    d = root / "val2017"
+    (d / "rgb.jpg").write_bytes((d / "gray.jpg").read_bytes())
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    r = run_script("--path", str(d), "--action", "report", "--report", str(root / target), "--workers", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    # an earlier report of this script may be replaced
+    rep = tmp_path / "r.json"
+    for _ in range(2):
+        r = run_script("--path", str(d), "--action", "report", "--report", str(rep), "--workers", "1")
+        assert r.returncode == 1 and json.loads(rep.read_text())["bad"], r.stderr
+
+
+def test_unwritable_report_and_root_path_are_one_line(tmp_path):
+    d = make_folder(tmp_path / "imgs")
+    under_file = tmp_path / "a.txt"
+    under_file.write_text("x")
+    for args in (["--report", str(under_file / "r.json")], ["--report", "/proc/nope/r.json"]):
+        r = run_script("--path", str(d), "--action", "report", "--workers", "1", *args)
+        assert r.returncode in (1, 2) and "Traceback" not in r.stderr and "r.json" in r.stderr, r.stderr
+    r = run_script("--path", "/", "--action", "report")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "root" in r.stderr, r.stderr
+
+
+def test_failed_move_still_writes_the_report(tmp_path, monkeypatch, caplog):
+    """A quarantine that fails half-way (disk full, read-only folder) must still say where the
+    files moved so far went, and end in one line (exit 1), not a traceback."""
+    d = make_folder(tmp_path / "imgs")
+    real_move = vif.shutil.move
+    calls = []
+
+    def move(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", dst)
+        return real_move(src, dst)
+
+    monkeypatch.setattr(vif.shutil, "move", move)
+    with pytest.raises(vif.Failure, match="No space left"):
+        vif.main(["--path", str(d), "--workers", "1"])
+    report = json.loads((tmp_path / "imgs_invalid/report.json").read_text())
+    moved = [e for e in report["bad"] if e["action"] == "quarantined"]
+    assert len(moved) == 1 and Path(moved[0]["moved_to"]).is_file()
+    assert sum(e["action"] == "reported" for e in report["bad"]) == len(BAD) - 1
+
+
+def test_report_keeps_a_file_quarantined_twice_under_one_name(tmp_path):
+    """The second zero-byte empty.jpg goes to empty.jpg.1; the report must still list the first."""
+    d = make_folder(tmp_path / "imgs")
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    (d / "empty.jpg").write_bytes(b"")
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    inv = tmp_path / "imgs_invalid"
+    listed = {Path(e["moved_to"]).name for e in json.loads((inv / "report.json").read_text())["bad"]}
+    assert listed == {p.name for p in inv.iterdir() if p.name != "report.json"}
+    assert {"empty.jpg", "empty.jpg.1"} <= listed
+
+
+def test_earlier_quarantine_inside_is_not_judged_again(tmp_path):
+    """Checking the dataset root after a split: the split's _invalid folder is left alone."""
+    root = _dataset_root(tmp_path)
+    assert run_script("--path", str(root / "val2017"), "--workers", "1").returncode == 1
+    inv = root / "val2017_invalid"
+    before = sorted(p.name for p in inv.iterdir())
+    r = run_script("--path", str(root), "--action", "delete", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in inv.iterdir()) == before
+
+
+def test_broken_symlink_is_bad_not_ignored(tmp_path):
+    """A broken link named .jpg was neither checked nor counted: 'all readable', and training then
+    failed on it. It is a bad file now: quarantined (the link moves, its target is not followed)."""
+    d = make_folder(tmp_path / "imgs")
+    for n in BAD:
+        (d / n).unlink()
+    (d / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (d / "ok.jpg").symlink_to(d / "rgb.jpg")
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 1 and "broken symbolic link" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "imgs_invalid/gone.jpg").is_symlink() and not (d / "gone.jpg").is_symlink()
+    assert (d / "ok.jpg").is_symlink() and (d / "rgb.jpg").is_file()
+    (d / "gone.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # a second one under the same name
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    assert (tmp_path / "imgs_invalid/gone.jpg").is_symlink() and (tmp_path / "imgs_invalid/gone.jpg.1").is_symlink()
+
+
+def test_killed_quarantine_leaves_no_unlisted_file(tmp_path):
+    """SIGKILL after some moves: the report was written only at the end, so the quarantined files
+    were listed nowhere (and the next run's report did not know them either)."""
+    d = make_folder(tmp_path / "imgs")
+    code = ("import sys, shutil, os, signal; sys.argv = ['v', '--path', sys.argv[1], '--workers', '1']\n"
+            "import validate_image_files as v\n"
+            "real = shutil.move; n = []\n"
+            "def move(a, b):\n"
+            "    real(a, b); n.append(a)\n"
+            "    if len(n) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "v.shutil.move = move\n"
+            "sys.exit(v.run_main(v.main))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(d)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    assert run_script("--path", str(d), "--workers", "1").returncode == 1
+    inv = tmp_path / "imgs_invalid"
+    report = json.loads((inv / "report.json").read_text())
+    listed = {Path(e["moved_to"]).name for e in report["bad"]}
+    assert listed == {p.name for p in inv.rglob("*") if p.is_file() and p.name != "report.json"} == set(BAD)
+    assert all(e["action"] == "quarantined" for e in report["bad"])
+
+
+def test_empty_path_is_not_the_current_folder(tmp_path):
+    """--path "$UNSET" checked (and with --action delete, cleaned) the current folder."""
+    r = subprocess.run([sys.executable, str(REPO / "validate_image_files.py"), "--path", "", "--action", "delete"],
+                       cwd=make_folder(tmp_path / "imgs"), capture_output=True, text=True, timeout=60,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2 and "--path is empty" in r.stderr, r.stderr
+    assert all((tmp_path / "imgs" / n).exists() for n in BAD)
+
+
+def test_someone_elses_report_json_in_the_invalid_folder_is_kept(tmp_path):
+    """photos_invalid/ was the user's own folder with a report.json of theirs: it was replaced."""
+    d = make_folder(tmp_path / "photos")
+    (tmp_path / "photos_invalid").mkdir()
+    (tmp_path / "photos_invalid/report.json").write_text('{"my": "notes"}')
+    r = run_script("--path", str(d), "--workers", "1")
+    assert r.returncode == 2 and "not a report of this script" in r.stderr, r.stderr
+    assert (tmp_path / "photos_invalid/report.json").read_text() == '{"my": "notes"}'
+    assert all((d / n).exists() for n in BAD), "refused before moving anything"

@@ -71,7 +71,7 @@ def test_names_as_map_yaml_path_and_nc(tmp_path):
     assert ds.class_names == ["BACKGROUND", "person", "bike", "car"]
     assert len(ds) == 1
     (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {'1': b, '0': a}\n")
-    assert YOLODataset(root).class_names == ["BACKGROUND", "a", "b"]
+    assert YOLODataset(root, split="val").class_names == ["BACKGROUND", "a", "b"]  # train's class 2 is now bad
     (root / "data.yaml").write_text("train: images/train\nval: images/val\nnc: 4\nnames: [a, b]\n")
     with pytest.raises(UserError, match="nc is 4 but 'names' lists 2"):
         YOLODataset(root)
@@ -302,3 +302,131 @@ def test_synthetic_cli_writes_the_yolo_layout(tmp_path, capsys):
     assert (tmp_path / "y" / "data.yaml").is_file() and len(YOLODataset(tmp_path / "y", split="val")) == 2
     assert run_main(synthetic.main, [str(tmp_path / "z"), "--format", "yolo", "--fixed"]) == 2
     assert "--fixed is for --format coco only" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- what real exports do
+def test_labels_in_the_wrong_place_are_refused_not_trained_as_background(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    (root / "labels").rename(root / "label")  # a typo: every image would be a background image
+    with pytest.raises(UserError, match=r"none of the 2 images has a label file .*labels[/\\]train[/\\]a\.txt"):
+        YOLODataset(root)
+    assert len(YOLODataset(root, split="val")) == 1  # val / test may be all negatives: a warning only
+
+
+def test_label_file_with_only_bad_lines_is_left_out_not_made_background(tmp_path, caplog):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2 0.91\n1 0.4 0.4 0.1 0.1 0.88\n",
+                                           "b": "1 0.5 0.5 0.2 0.2\n", "c": ""})
+    with caplog.at_level(logging.WARNING):
+        ds = YOLODataset(root)
+    assert sorted(ds.image_ids) == ["images/train/b.jpg", "images/train/c.jpg"]  # c: a real background image
+    assert ds.stats["all_lines_bad"] == 1 and ds.stats["background"] == 1 and ds.stats["bad_lines"] == 2
+    assert "1 images left out" in caplog.text and "confidence" in caplog.text
+
+
+def test_symlinked_subfolders_of_a_split_are_followed(tmp_path):
+    other = tmp_path / "store"
+    _image(other / "images" / "batch1" / "a.jpg")
+    (other / "labels" / "batch1").mkdir(parents=True)
+    (other / "labels" / "batch1" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    root = _layout(tmp_path / "d", labels={"b": "1 0.5 0.5 0.2 0.2\n"})
+    os.symlink(other / "images" / "batch1", root / "images" / "train" / "batch1")
+    os.symlink(other / "labels" / "batch1", root / "labels" / "train" / "batch1")
+    os.symlink(root / "images" / "train", root / "images" / "train" / "loop")  # visited once
+    ds = YOLODataset(root)
+    assert sorted(ds.image_ids) == ["images/train/b.jpg", "images/train/batch1/a.jpg"]
+
+
+def test_cvat_and_label_studio_exports_are_named_with_the_yaml_to_write(tmp_path):
+    cvat = tmp_path / "cvat"
+    _image(cvat / "obj_train_data" / "a.jpg")
+    (cvat / "obj_train_data" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (cvat / "obj.names").write_text("thing\n")
+    (cvat / "obj.data").write_text("classes = 1\ntrain = data/train.txt\nnames = data/obj.names\n")
+    ls = tmp_path / "ls"
+    _image(ls / "images" / "a.jpg")
+    (ls / "labels").mkdir()
+    (ls / "classes.txt").write_text("thing\n")
+    for folder, tool, train in ((cvat, "CVAT 'YOLO 1.1'", "train: obj_train_data"),
+                                (ls, "Label Studio", "train: images")):
+        for call in (lambda: detect_dataset_type(folder), lambda: YOLODataset(folder)):
+            with pytest.raises(UserError, match="looks like a " + tool) as e:
+                call()
+            assert train in str(e.value) and "\n" not in str(e.value)
+
+
+def test_yaml_folder_empty_yaml_and_trailing_tabs(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n"})
+    text = (root / "data.yaml").read_text()
+    (root / "data.yaml").unlink()
+    (root / "data.yaml").mkdir()
+    with pytest.raises(UserError, match="is a folder, not a yaml file"):
+        YOLODataset(root)
+    (root / "data.yaml").rmdir()
+    (root / "data.yaml").write_text("# nothing yet\n")
+    with pytest.raises(UserError, match="the file is empty"):
+        YOLODataset(root)
+    (root / "data.yaml").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", " \t\r\n").encode())  # BOM, CRLF, tabs
+    assert len(YOLODataset(root)) == 1
+
+
+def test_a_path_key_from_another_machine_falls_back_to_the_yamls_folder(tmp_path, caplog):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n"})
+    (root / "data.yaml").write_text("path: /content/datasets/parts\ntrain: images/train\nval: images/val\n"
+                                    "names: [a, b]\n")
+    with caplog.at_level(logging.WARNING):
+        assert len(YOLODataset(root)) == 1
+    assert "/content/datasets/parts' is not a folder here" in caplog.text
+
+
+def test_image_list_in_a_subfolder_may_name_paths_from_the_dataset_root(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    (root / "lists").mkdir()
+    (root / "lists" / "train.txt").write_text("./images/train/a.jpg\nimages/train/b.jpg\n")
+    (root / "data.yaml").write_text("train: lists/train.txt\nval: images/val\nnames: [a, b]\n")
+    assert sorted(YOLODataset(root).image_ids) == ["images/train/a.jpg", "images/train/b.jpg"]
+
+
+def test_class_names_keep_their_text_yes_no_on_off_and_leading_zeros(tmp_path):
+    root = _layout(tmp_path / "d", names="[yes, no, On, off, 007, 1.50]", extra="nc: 6\n",
+                   labels={"a": "1 0.5 0.5 0.2 0.2\n"})
+    assert YOLODataset(root).class_names == ["BACKGROUND", "yes", "no", "On", "off", "007", "1.50"]
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: yes, 1: no}\n")
+    assert YOLODataset(root).class_names == ["BACKGROUND", "yes", "no"]
+
+
+def test_windows_written_paths_and_a_roboflow_coco_export(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    (root / "train.txt").write_text(".\\images\\train\\a.jpg\r\nimages\\train\\b.jpg\r\n")
+    (root / "data.yaml").write_text("train: train.txt\nval: images\\val\nnames: [a, b]\n")
+    assert sorted(YOLODataset(root).image_ids) == ["images/train/a.jpg", "images/train/b.jpg"]
+    assert len(YOLODataset(root, split="val")) == 1
+    rf = tmp_path / "rf"
+    (rf / "train").mkdir(parents=True)
+    (rf / "train" / "_annotations.coco.json").write_text("{}")
+    with pytest.raises(UserError, match="Roboflow COCO export"):
+        detect_dataset_type(rf)
+
+
+def test_a_yaml_of_another_name_is_pointed_to(tmp_path):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n"})
+    (root / "data.yaml").rename(root / "parts.yaml")
+    for call in (lambda: detect_dataset_type(root), lambda: YOLODataset(root)):
+        with pytest.raises(UserError, match=r"it has parts\.yaml: pass that file itself"):
+            call()
+    assert detect_dataset_type(root / "parts.yaml")[0] == "yolo" and len(YOLODataset(root / "parts.yaml")) == 1
+
+
+def test_label_files_without_an_image_are_reported(tmp_path, caplog):
+    root = _layout(tmp_path / "d", labels={"a": "0 0.5 0.5 0.2 0.2\n"})
+    (root / "images" / "train" / "b.gif").write_bytes(b"GIF89a")  # a type not read here
+    (root / "labels" / "train" / "b.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    with caplog.at_level(logging.WARNING):
+        ds = YOLODataset(root)
+    assert len(ds) == 1 and ds.stats["labels_without_image"] == 1
+    assert "1 label files have no image" in caplog.text and "b.txt" in caplog.text
+    flat = tmp_path / "flat"  # labels beside the images (CVAT): a list file there is no orphan label
+    _image(flat / "a.jpg")
+    (flat / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (flat / "train.txt").write_text("a.jpg\n")
+    (flat / "data.yaml").write_text("train: train.txt\nval: train.txt\nnames: [a]\n")
+    assert YOLODataset(flat).stats["labels_without_image"] == 0

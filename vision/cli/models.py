@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from vision.cli.args import MAX_RESOLUTION, MAX_WIDTH_MULT, MIN_RESOLUTION
+from vision.ssd.custom_priors import priors_spec_arg
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, guess_net_name
 from vision.training.checkpoint import BEST_NAME
@@ -97,6 +98,7 @@ class ModelInfo:
     class_names: list[str] | None = None
     labels_source: str | None = None
     train_args: dict = field(default_factory=dict)
+    priors: dict | None = None  # a custom priors spec (train_ssd.py --priors); None: the net's defaults
 
 
 def read_model_info(path: str | os.PathLike, net_name: str | None = None) -> ModelInfo:
@@ -140,6 +142,10 @@ def read_model_info(path: str | os.PathLike, net_name: str | None = None) -> Mod
     names = first("class_names")
     if names is not None and (not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names)):
         raise UserError(f"{model_path}: its 'class_names' entry is not a list of names (got {names!r:.80})")
+    # custom priors: the checkpoint's own args decide (an upstream file in such a folder keeps the defaults)
+    own_args = checkpoint.get("args") if checkpoint else None
+    priors = own_args.get("priors") if isinstance(own_args, dict) else info.train_args.get("priors")
+    info.priors = priors_spec_arg(priors, f"{model_path}: its priors spec") if priors is not None else None
     if names:
         info.class_names = normalize_class_names(list(names), source=f"class names in {model_path}")
         info.labels_source = str(model_path)
@@ -226,11 +232,11 @@ def build_model(info: ModelInfo, *, net_name: str | None = None, label_file: str
     """``load_model`` for weights already read with ``read_model_info``."""
     name, class_names, res, wm = resolve_settings(info, net_name=net_name, label_file=label_file,
                                                   resolution=resolution, width_mult=width_mult)
-    net = create_net(name, len(class_names), resolution=res, width_mult=wm, is_test=is_test)
+    net = create_net(name, len(class_names), resolution=res, width_mult=wm, is_test=is_test, priors=info.priors)
     load_net_weights(net, info.state_dict, name, str(info.path), checkpoint=info.checkpoint)
     net.to(device)
     net.eval()
-    log.info("loaded %s (%s, %d classes, %d px%s)", info.path, name, len(class_names) - 1, res,
-             f", width x{wm:g}" if wm != 1.0 else "")
+    log.info("loaded %s (%s, %d classes, %d px%s%s)", info.path, name, len(class_names) - 1, res,
+             f", width x{wm:g}" if wm != 1.0 else "", ", custom priors" if info.priors else "")
     return LoadedModel(net=net, net_name=name, class_names=class_names, resolution=res, width_mult=wm,
                        path=info.path, info=info)

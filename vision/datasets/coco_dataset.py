@@ -106,6 +106,29 @@ def fix_coco_dict(data: dict, source: str = "annotations") -> dict:
     return out
 
 
+def _union_with_reference(cats: list[dict], reference: list[dict], src: str) -> list[dict]:
+    """This (unfixed) file's categories joined with another split's (``{"id": original id, "name"}``), sorted
+    by id: both splits then give the same label to each category. One-line ``UserError`` when this file
+    has a category the reference lacks, or one id names two classes."""
+    ref = {int(c["id"]): c["name"] for c in reference}
+    extra = [c for c in cats if c["id"] not in ref]
+    if extra:
+        listed = format_ids([f"{c['id']} {c['name']!r}" for c in extra], 5)
+        raise UserError(f"{src}: categories {listed} are not in "
+                        f"the training split, so the splits would number the classes differently; renumber both "
+                        f"files by one mapping with fix_coco_annotations.py DATASET_DIR")
+    for c in cats:
+        if ref[c["id"]] != c["name"]:
+            raise UserError(f"{src}: category id {c['id']} is {c['name']!r} here but {ref[c['id']]!r} in the training "
+                            f"split; renumber both files by one mapping with fix_coco_annotations.py DATASET_DIR")
+    own = {c["id"] for c in cats}
+    missing = [{"id": i, "name": n} for i, n in ref.items() if i not in own]
+    if missing:
+        log.info("%s lacks %d of the training split's categories (%s); labels follow the training split",
+                 src, len(missing), format_ids([c["name"] for c in missing], 5))
+    return sorted(list(cats) + missing, key=lambda c: c["id"])
+
+
 # ----------------------------------------------------------------------------- index helpers
 def _first_bad(items: list, ok) -> int:
     for k, v in enumerate(items):
@@ -269,14 +292,19 @@ class COCODataset(DetectionDataset):
     ``keep_empty``: images without boxes stay as pure-background samples.
     ``check_images``: drop images whose file is not in the image folder.
     ``strict``: raise instead of dropping individual invalid boxes.
+    ``reference_categories``: the ``categories`` of another split (the training one) of an unfixed
+    file: labels are then numbered by the union of both by original id, so a validation file that
+    lacks a category keeps the training labels; a category the reference lacks is a one-line error
+    (renumber both with fix_coco_annotations.py).
     """
 
     def __init__(self, root: str | os.PathLike, transform: Transform | None = None,
                  target_transform: TargetTransform | None = None, dataset_type: str = "train",
                  keep_empty: bool = True, check_images: bool = True,
                  ann_file: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
-                 strict: bool = False) -> None:
+                 strict: bool = False, reference_categories: list[dict] | None = None) -> None:
         super().__init__(transform, target_transform)
+        self.reference_categories = reference_categories
         if not isinstance(dataset_type, str) or not dataset_type.strip():
             raise UserError(f"COCO dataset_type must be a name like 'train' or 'val', got {dataset_type!r}")
         self.root = Path(root)
@@ -314,6 +342,11 @@ class COCODataset(DetectionDataset):
         """Categories -> contiguous labels 1..K in order of the file's ids; returns the file's ids."""
         cats = _check_categories(categories, src, fixed)
         self.is_fixed = fixed or all("original_id" in c for c in cats)
+        if not self.is_fixed and self.reference_categories is not None:
+            cats = _union_with_reference(cats, self.reference_categories, src)
+        # by original id: what another split of the same data is numbered by (see reference_categories)
+        self.categories: list[dict] = [{"id": c["original_id"] if type(c.get("original_id")) is int else c["id"],
+                                        "name": c["name"]} for c in cats]
         file_cat_ids = np.array([c["id"] for c in cats], dtype=np.int64)
         original = [c["original_id"] if type(c.get("original_id")) is int else c["id"] for c in cats]
         self.class_names = normalize_class_names([BACKGROUND] + [c["name"] for c in cats], source=src)

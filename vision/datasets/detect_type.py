@@ -40,6 +40,17 @@ def _evidence(root: Path) -> dict[str, Path]:
     return found
 
 
+def _roboflow_coco(root: Path) -> str | None:
+    """Roboflow's "COCO" export (``train/_annotations.coco.json``) is not the COCO 2017 layout read here."""
+    found = sorted(root.glob("*/_annotations.coco.json"))
+    if not found:
+        return None
+    return (f"this looks like a Roboflow COCO export ({found[0].relative_to(root)}), not the COCO 2017 layout "
+            f"(annotations/instances_train2017.json + train2017/): export as 'YOLOv8' instead, or move each "
+            f"split's _annotations.coco.json to annotations/instances_<train|val>2017.json and its images to "
+            f"<train|val>2017/")
+
+
 def detect_dataset_type(path: str | os.PathLike) -> tuple[str, Path]:
     """(dataset type, the file or folder that gave it away); ``UserError`` when not exactly one fits."""
     root = Path(path)
@@ -56,7 +67,10 @@ def detect_dataset_type(path: str | os.PathLike) -> tuple[str, Path]:
         return kind, where
     looked = "; ".join(f"{what} ({kind})" for kind, what in SIGNATURES)
     if not found:
-        raise UserError(f"cannot tell the dataset type of {root}: looked for {looked}; found none "
-                        f"(pass --dataset-type)")
+        from vision.datasets.yolo import export_without_yaml
+
+        hint = export_without_yaml(root) or _roboflow_coco(root)
+        raise UserError(f"cannot tell the dataset type of {root}: " +
+                        (hint if hint else f"looked for {looked}; found none (pass --dataset-type)"))
     both = " and ".join(f"{kind} ({where})" for kind, where in found.items())
     raise UserError(f"{root} is ambiguous: it looks like {both}; pass --dataset-type to choose")

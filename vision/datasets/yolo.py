@@ -18,8 +18,10 @@ with an empty one, is a background image.
 Bad lines (wrong column count, non-numbers, class out of range, values outside
 0..1 by more than ``COORD_TOLERANCE``, zero or negative size) are skipped and
 counted; the first few are logged with ``file:line``, all are kept in
-``bad_lines``. Values outside 0..1 within the tolerance are clipped. A missing or
-malformed yaml, or a split that is not there, is a one-line ``UserError``.
+``bad_lines``. An image none of whose label lines is usable is left out rather than
+trained as background; a train split where no image has a label file is refused.
+Values outside 0..1 within the tolerance are clipped. A missing or malformed yaml,
+or a split that is not there, is a one-line ``UserError``.
 
 Roboflow writes ``train: ../train/images`` next to a yaml that sits in the dataset
 folder itself; as Ultralytics does, a relative entry starting with ``../`` that
@@ -58,12 +60,43 @@ def find_yaml(path: str | os.PathLike) -> Path:
     for name in YAML_NAMES:
         if (p / name).is_file():
             return p / name
-    raise UserError(f"YOLO dataset {p}: no {' or '.join(YAML_NAMES)} in the folder")
+    for name in YAML_NAMES:
+        if (p / name).is_dir():
+            raise UserError(f"YOLO dataset {p}: {p / name} is a folder, not a yaml file")
+    hint = export_without_yaml(p)
+    raise UserError(f"YOLO dataset {p}: no {' or '.join(YAML_NAMES)} in the folder" + (f"; {hint}" if hint else ""))
+
+
+def export_without_yaml(folder: Path) -> str | None:
+    """What to do with a labelling tool's YOLO export that has no data.yaml (CVAT, Label Studio), or None.
+
+    Why: those exports are the YOLO label format without Ultralytics' yaml; "no data.yaml" or
+    "cannot tell the type" alone leaves the user guessing, so say which tool it is and the yaml to write.
+    A yaml of another name (Ultralytics ships ``coco8.yaml``) is named too.
+    """
+    others = sorted(q.name for q in folder.glob("*.y*ml") if q.suffix.lower() in (".yaml", ".yml") and q.is_file())
+    if others:
+        return f"it has {', '.join(others[:3])}: pass that file itself (--datasets {folder / others[0]})"
+    if (folder / "obj.data").is_file() or (folder / "obj.names").is_file():
+        names = "obj.names"
+        images = "obj_train_data" if (folder / "obj_train_data").is_dir() else "<the image folder>"
+        tool = "a CVAT 'YOLO 1.1' (Darknet) export (obj.data / obj.names)"
+    elif (folder / "classes.txt").is_file() and (folder / "labels").is_dir():
+        names = "classes.txt"
+        images = "images" if (folder / "images").is_dir() else "<the image folder>"
+        tool = "a Label Studio YOLO export (classes.txt, images/, labels/)"
+    else:
+        return None
+    return (f"this looks like {tool}, which has no data.yaml: export as 'Ultralytics YOLO' instead, or write "
+            f"{folder / 'data.yaml'} with 'train: {images}', 'val: <a folder or .txt list of images>' and "
+            f"'names:' the lines of {names} in order (labels next to the images or in labels/ are found)")
 
 
 def _class_names(data: dict, src: Path) -> list[str]:
     names = data.get("names")
     nc = data.get("nc")
+    if isinstance(nc, str) and nc.strip().isdigit():
+        nc = int(nc)
     if nc is not None and (type(nc) is not int or nc < 1):
         raise UserError(f"{src}: 'nc' must be a positive integer, got {nc!r}")
     if names is None:
@@ -93,13 +126,37 @@ def _class_names(data: dict, src: Path) -> list[str]:
     return normalize_class_names([BACKGROUND] + names, source=str(src))
 
 
+def _text_loader():
+    """PyYAML's safe loader with every plain scalar kept as its text (only empty / ``null`` / ``~`` are None).
+
+    Why: YAML 1.1 turns class names ``yes``, ``no``, ``on``, ``off`` into booleans and ``007`` into
+    the number 7, so labels.txt would say ``True`` or ``7``; a data.yaml holds only names, paths
+    and ``nc``, and ``nc`` and the ``names`` map's keys are converted here.
+    """
+    import yaml
+
+    class TextLoader(yaml.SafeLoader):
+        pass
+
+    TextLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return TextLoader
+
+
 def read_data_yaml(path: str | os.PathLike) -> tuple[Path, dict, Path, list[str]]:
     """(yaml file, its content, dataset root, class names with BACKGROUND first)."""
     import yaml
 
     src = find_yaml(path)
     try:
-        data = yaml.safe_load(src.read_text(encoding="utf-8-sig"))
+        text = src.read_text(encoding="utf-8-sig")
+        try:
+            data = yaml.load(text, Loader=_text_loader())
+        except yaml.YAMLError:
+            # PyYAML refuses a tab after a value ("val: images/val\t"); trailing blanks mean
+            # nothing in a data.yaml, so retry without them before calling the file malformed
+            data = yaml.load("\n".join(line.rstrip() for line in text.splitlines()), Loader=_text_loader())
     except UnicodeDecodeError:
         raise UserError(f"{src}: not UTF-8 text") from None
     except yaml.YAMLError as e:
@@ -109,16 +166,27 @@ def read_data_yaml(path: str | os.PathLike) -> tuple[Path, dict, Path, list[str]
         raise UserError(f"{src}{where}: malformed YAML ({problem})") from None
     except OSError as e:
         raise UserError(f"cannot read {src}: {e.strerror or e}") from None
+    if data is None:
+        raise UserError(f"{src}: the file is empty (it needs train, val and names)")
     if not isinstance(data, dict):
         raise UserError(f"{src}: expected a mapping with train/val/names, got {type(data).__name__}")
-    root_value = data.get("path")
-    if root_value is None or str(root_value).strip() == "":
-        root = src.parent
-    else:
-        root = Path(str(root_value)).expanduser()
-        if not root.is_absolute():
-            root = src.parent / root
-    return src, data, root, _class_names(data, src)
+    return src, data, _root(src, data.get("path")), _class_names(data, src)
+
+
+def _root(src: Path, value) -> Path:
+    """The dataset root the yaml's ``path`` names: relative to the yaml's folder, else to the current
+    folder (Ultralytics' rule); a ``path`` that exists in neither (a yaml written on another machine,
+    e.g. ``/content/datasets/x`` from Colab) falls back to the yaml's own folder, with a warning."""
+    if value is None or str(value).strip() == "":
+        return Path(os.path.normpath(src.parent))
+    given = Path(str(value).strip()).expanduser()
+    candidates = [given] if given.is_absolute() else [src.parent / given, given]
+    for c in candidates:
+        if c.is_dir():
+            return Path(os.path.normpath(c))
+    log.warning("%s: 'path: %s' is not a folder here; using the yaml's folder %s as the dataset root",
+                src, value, src.parent)
+    return Path(os.path.normpath(src.parent))
 
 
 def label_path(image_path: str | os.PathLike) -> Path:
@@ -131,7 +199,15 @@ def label_path(image_path: str | os.PathLike) -> Path:
     return Path(os.path.splitext(s)[0] + ".txt")
 
 
+def _posix(entry: str) -> str:
+    """A relative path written on Windows (``images\\train``, ``.\\images\\a.jpg``) in this OS's form."""
+    if os.sep == "/" and "\\" in entry and not (len(entry) > 1 and entry[1] == ":"):
+        return entry.replace("\\", "/")
+    return entry
+
+
 def _resolve(root: Path, entry: str) -> Path:
+    entry = _posix(entry)
     p = Path(entry).expanduser()
     if p.is_absolute():
         return p
@@ -144,8 +220,15 @@ def _resolve(root: Path, entry: str) -> Path:
 
 
 def _images_in(folder: Path) -> list[Path]:
+    """Images under ``folder``, following symlinked subfolders (each real folder once)."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop, or two links to one folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
         for name in sorted(filenames):
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
@@ -178,8 +261,12 @@ def split_images(src: Path, data: dict, root: Path, split: str) -> list[Path]:
             for line in lines:
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    q = Path(line).expanduser()
-                    images.append(q if q.is_absolute() else p.parent / q)
+                    q = Path(_posix(line)).expanduser()
+                    if not q.is_absolute():
+                        # Ultralytics: relative to the list's folder; lists kept in a subfolder
+                        # often name paths from the dataset root instead
+                        q = p.parent / q if (p.parent / q).exists() or not (root / q).exists() else root / q
+                    images.append(q)
         elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
             images.append(p)
         else:
@@ -194,11 +281,36 @@ def split_images(src: Path, data: dict, root: Path, split: str) -> list[Path]:
     return unique
 
 
+def _orphan_labels(images: list[Path]) -> list[str]:
+    """Label files in the label folders of ``images`` that belong to none of them.
+
+    Why: images of a type not read here (.gif, .heic) or deleted ones leave their labels behind,
+    and nothing else would tell: the split just has fewer boxes.
+    """
+    used = {os.path.normpath(str(label_path(im))) for im in images}
+    image_folders = {os.path.normpath(str(im.parent)) for im in images}
+    # only a labels/ folder of its own holds nothing but labels (beside the images there are image lists too)
+    folders = {os.path.dirname(u) for u in used} - image_folders
+    orphans = []
+    for folder in sorted(folders):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in sorted(names):
+            if name.lower().endswith(".txt") and name != "classes.txt":
+                full = os.path.normpath(os.path.join(folder, name))
+                if full not in used:
+                    orphans.append(full)
+    return orphans
+
+
 def _parse_line(line: str, num_classes: int) -> tuple[int, float, float, float, float] | str:
     """(class, x1, y1, x2, y2) normalised, or the reason the line is bad."""
     parts = line.split()
     if len(parts) != 5 and not (len(parts) >= 7 and len(parts) % 2 == 1):
-        return f"expected 5 values 'class cx cy w h' (or a polygon), got {len(parts)}"
+        hint = " (a 6th value is a confidence: predictions, not labels)" if len(parts) == 6 else ""
+        return f"expected 5 values 'class cx cy w h' (or a polygon), got {len(parts)}{hint}"
     try:
         values = [float(v) for v in parts]
     except ValueError:
@@ -267,15 +379,26 @@ class YOLODataset(DetectionDataset):
         self._boxes: list[np.ndarray] = []  # normalised corner form [K,4]
         self._labels: list[np.ndarray] = []
         counts = {"listed": len(images), "missing_images": 0, "background": 0, "background_dropped": 0,
-                  "no_label_file": 0, "boxes": 0, "bad_lines": 0, "duplicate_lines": 0}
+                  "no_label_file": 0, "boxes": 0, "bad_lines": 0, "duplicate_lines": 0, "all_lines_bad": 0}
         missing: list[str] = []
+        all_bad: list[str] = []
+        first_unlabelled: Path | None = None
         for image in images:
             if not image.is_file():
                 counts["missing_images"] += 1
                 missing.append(str(image))
                 continue
+            bad_before = counts["bad_lines"]
             rows = self._read_labels(label_path(image), n_classes, counts)
+            if not rows and counts["bad_lines"] > bad_before:
+                # its objects are there but unreadable: as a background image it would teach the
+                # net that they are background, so it is left out
+                counts["all_lines_bad"] += 1
+                all_bad.append(str(image))
+                continue
             if not rows:
+                if first_unlabelled is None and not label_path(image).exists():
+                    first_unlabelled = image
                 counts["background"] += 1
                 if not self.keep_empty:
                     counts["background_dropped"] += 1
@@ -287,10 +410,29 @@ class YOLODataset(DetectionDataset):
             self._labels.append(np.array([r[0] + 1 for r in rows], dtype=np.int64))
             counts["boxes"] += len(rows)
         counts["images"] = len(self.image_ids)
+        orphans = _orphan_labels(images)
+        counts["labels_without_image"] = len(orphans)
         self.stats = counts
+        found = counts["listed"] - counts["missing_images"]
         problems = []
+        if orphans:
+            problems.append(f"{len(orphans)} label files have no image of a supported type beside them, so their "
+                            f"boxes are not used (e.g. {format_ids(orphans, 2)}; image types read: "
+                            f"{' '.join(IMAGE_EXTENSIONS)})")
+        if found and counts["no_label_file"] == found:
+            # almost always labels in the wrong place; a training split of background images only
+            # would "train" on zero boxes, so that is refused; val/test may be all negatives
+            msg = (f"none of the {found} images has a label file (e.g. {label_path(first_unlabelled)} for "
+                   f"{first_unlabelled}; labels are found by replacing the last /images/ of an image's path "
+                   f"with /labels/ and its extension with .txt)")
+            if self.split == "train":
+                raise UserError(f"YOLO dataset {self.yaml_file} ({self.split}): {msg}")
+            problems.append(msg)
         if missing:
             problems.append(f"{len(missing)} listed images not found (e.g. {format_ids(missing, 3)})")
+        if all_bad:
+            problems.append(f"{len(all_bad)} images left out because no line of their label file is usable "
+                            f"(e.g. {format_ids(all_bad, 2)})")
         if counts["bad_lines"]:
             problems.append(f"{counts['bad_lines']} bad label lines skipped (first: "
                             f"{self.bad_lines[0][0]}:{self.bad_lines[0][1]}: {self.bad_lines[0][2]})")
@@ -305,6 +447,7 @@ class YOLODataset(DetectionDataset):
         if not self.image_ids:
             raise UserError(f"YOLO dataset {self.yaml_file} ({self.split}): no usable images "
                             f"({counts['listed']} listed, {counts['missing_images']} not found, "
+                            f"{counts['all_lines_bad']} with only bad label lines, "
                             f"{counts['background_dropped']} background images dropped)")
 
     def _image_id(self, image: Path) -> str:

@@ -28,6 +28,7 @@ resolution the sizes scale with the image and the grid follows the net's maps
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vision.ssd.config.base import scaled_specs
+from vision.ssd.config.base import SSDConfig, scaled_specs
 from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
 from vision.utils.misc import UserError
 
@@ -98,6 +99,18 @@ def load_priors_spec(path: str | os.PathLike) -> dict:
     return validate_spec(data, str(p))
 
 
+def priors_spec_arg(value: Any, source: str = "--priors") -> dict | None:
+    """A ``--priors`` value as a checked spec: a path is read (a new run), a dict is the spec a run's
+    args.json / checkpoint already holds (--resume), None means the net's default priors."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return validate_spec(value, source)
+    if isinstance(value, (str, os.PathLike)):
+        return load_priors_spec(os.path.expanduser(value))
+    raise UserError(f"{source}: expected a priors file path or spec, got {type(value).__name__}")
+
+
 def spec_from_ssd_specs(specs: Sequence[SSDSpec], image_size: int, net: str | None = None) -> dict:
     """The JSON form of a list of ``SSDSpec`` (e.g. a net's default config)."""
     return {"format": FORMAT, "version": VERSION, "image_size": int(image_size),
@@ -130,6 +143,11 @@ def priors_from_spec(spec: dict, resolution: int, feature_map_sizes: Sequence[in
     ``feature_map_sizes``: the net's source maps at ``resolution`` (``registry.feature_map_sizes``);
     needed when ``resolution`` is not the spec's ``image_size``, checked against the spec when it is.
     """
+    return generate_ssd_priors(specs_at(spec, resolution, feature_map_sizes), resolution)
+
+
+def specs_at(spec: dict, resolution: int, feature_map_sizes: Sequence[int] | None = None) -> list[SSDSpec]:
+    """The ``SSDSpec`` list of ``spec`` for a ``resolution`` px net input (see ``priors_from_spec``)."""
     validate_spec(spec)
     specs = ssd_specs_from_spec(spec)
     own = [s.feature_map_size for s in specs]
@@ -139,11 +157,18 @@ def priors_from_spec(spec: dict, resolution: int, feature_map_sizes: Sequence[in
         if feature_map_sizes is not None and list(feature_map_sizes) != own:
             raise UserError(f"the priors file's feature maps {own} are not the net's {list(feature_map_sizes)} "
                             f"at {resolution} px")
-        return generate_ssd_priors(specs, resolution)
+        return specs
     if feature_map_sizes is None:
         raise UserError(f"the priors file is for {spec['image_size']} px; priors at {resolution} px need the "
                         f"net's feature map sizes")
-    return generate_ssd_priors(scaled_specs(specs, spec["image_size"], resolution, feature_map_sizes), resolution)
+    return scaled_specs(specs, spec["image_size"], resolution, feature_map_sizes)
+
+
+def config_with_priors(config: SSDConfig, spec: dict, feature_map_sizes: Sequence[int]) -> SSDConfig:
+    """``config`` (a net's default, at its resolution) with the priors of ``spec`` instead of its own:
+    mean/std, variances and thresholds stay the net's."""
+    specs = specs_at(spec, config.image_size, feature_map_sizes)
+    return dataclasses.replace(config, specs=specs, priors=generate_ssd_priors(specs, config.image_size))
 
 
 # ----------------------------------------------------------------------------- suggestion

@@ -4,6 +4,8 @@ jetson-inference's ``ssd-mobilenet`` models and ``mobilenet-v1-ssd-mp-0_675.pth`
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import nn
 
 from ..nn.mobilenet import MobileNetV1
@@ -20,9 +22,13 @@ HEAD_CHANNELS = (512, 1024, 512, 256, 256, 256)
 BOXES_PER_LOCATION = (6,) * 6
 
 
-def create_mobilenetv1_ssd(num_classes: int, is_test: bool = False, *, image_size: int | None = 300) -> SSD:
-    """mb1-ssd for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px."""
-    cls, reg = make_headers(num_classes, HEAD_CHANNELS, BOXES_PER_LOCATION, ("conv",) * 6)
+def create_mobilenetv1_ssd(num_classes: int, is_test: bool = False, *, image_size: int | None = 300,
+                           boxes_per_cell: Sequence[int] | None = None) -> SSD:
+    """mb1-ssd for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px.
+
+    ``boxes_per_cell``: priors per cell of each feature map (custom priors); None: the default 6.
+    """
+    cls, reg = make_headers(num_classes, HEAD_CHANNELS, boxes_per_cell or BOXES_PER_LOCATION, ("conv",) * 6)
     net = SSD(num_classes, MobileNetV1(1001).model, SOURCE_LAYER_INDEXES,
               nn.ModuleList(conv_extra(*e) for e in EXTRAS), cls, reg,
               is_test=is_test, net_name="mb1-ssd", arch="mobilenet_v1")

@@ -1,6 +1,8 @@
 """mb1-ssd-lite: mb1-ssd's trunk with separable (depthwise + pointwise) extras and heads."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import nn
 
 from ..nn.mobilenet import MobileNetV1
@@ -13,9 +15,12 @@ HEAD_KINDS = ("sep",) * 5 + ("1x1",)
 
 
 def create_mobilenetv1_ssd_lite(num_classes: int, is_test: bool = False, *,
-                                image_size: int | None = 300) -> SSD:
-    """mb1-ssd-lite for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px."""
-    cls, reg = make_headers(num_classes, HEAD_CHANNELS, BOXES_PER_LOCATION, HEAD_KINDS)
+                                image_size: int | None = 300, boxes_per_cell: Sequence[int] | None = None) -> SSD:
+    """mb1-ssd-lite for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px.
+
+    ``boxes_per_cell``: priors per cell of each feature map (custom priors); None: the default 6.
+    """
+    cls, reg = make_headers(num_classes, HEAD_CHANNELS, boxes_per_cell or BOXES_PER_LOCATION, HEAD_KINDS)
     net = SSD(num_classes, MobileNetV1(1001).model, SOURCE_LAYER_INDEXES,
               nn.ModuleList(conv_extra(*e, separable=True) for e in EXTRAS), cls, reg,
               is_test=is_test, net_name="mb1-ssd-lite", arch="mobilenet_v1")

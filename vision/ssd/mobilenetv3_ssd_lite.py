@@ -10,7 +10,7 @@ the backbone is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from torch import nn
 
@@ -57,14 +57,16 @@ _BACKBONES = {
 }
 
 
-def _build(name: str, num_classes: int, is_test: bool, image_size: int | None) -> SSD:
+def _build(name: str, num_classes: int, is_test: bool, image_size: int | None,
+           boxes_per_cell: Sequence[int] | None = None) -> SSD:
     spec = _BACKBONES[name]
     channels = list(spec.channels)
     extras = []
     for expand, out in EXTRAS:
         extras.append(Block(3, channels[-1], expand, out, hswish(), None, stride=2))
         channels.append(out)
-    cls, reg = make_headers(num_classes, channels, (6,) * 6, HEAD_KINDS, batch_norm=True, activation=nn.ReLU6)
+    cls, reg = make_headers(num_classes, channels, boxes_per_cell or (6,) * 6, HEAD_KINDS, batch_norm=True,
+                            activation=nn.ReLU6)
     net = SSD(num_classes, spec.features(), spec.sources, nn.ModuleList(extras), cls, reg,
               is_test=is_test, net_name=name, arch=spec.arch)
     return configure(net, CONFIG.make_config, image_size)
@@ -80,30 +82,34 @@ def _check_upstream_options(width_mult: float, use_batch_norm: bool) -> None:
 
 def create_mobilenetv3_large_ssd_lite(num_classes: int, width_mult: float = 1.0, use_batch_norm: bool = True,
                                       onnx_compatible: bool = False, is_test: bool = False, *,
-                                      image_size: int | None = 300) -> SSD:
+                                      image_size: int | None = 300,
+                                      boxes_per_cell: Sequence[int] | None = None) -> SSD:
     """mb3-large-ssd-lite (upstream layout). ``onnx_compatible`` is accepted and ignored, as upstream."""
     _check_upstream_options(width_mult, use_batch_norm)
-    return _build("mb3-large-ssd-lite", num_classes, is_test, image_size)
+    return _build("mb3-large-ssd-lite", num_classes, is_test, image_size, boxes_per_cell)
 
 
 def create_mobilenetv3_small_ssd_lite(num_classes: int, width_mult: float = 1.0, use_batch_norm: bool = True,
                                       onnx_compatible: bool = False, is_test: bool = False, *,
-                                      image_size: int | None = 300) -> SSD:
+                                      image_size: int | None = 300,
+                                      boxes_per_cell: Sequence[int] | None = None) -> SSD:
     """mb3-small-ssd-lite (upstream layout). ``onnx_compatible`` is accepted and ignored, as upstream."""
     _check_upstream_options(width_mult, use_batch_norm)
-    return _build("mb3-small-ssd-lite", num_classes, is_test, image_size)
+    return _build("mb3-small-ssd-lite", num_classes, is_test, image_size, boxes_per_cell)
 
 
 def create_mobilenetv3_large_ssd_lite_tv(num_classes: int, is_test: bool = False, *,
-                                         image_size: int | None = 300) -> SSD:
+                                         image_size: int | None = 300,
+                                         boxes_per_cell: Sequence[int] | None = None) -> SSD:
     """mb3-large-ssd-lite-tv: torchvision MobileNetV3-Large backbone (ImageNet weights loadable)."""
-    return _build("mb3-large-ssd-lite-tv", num_classes, is_test, image_size)
+    return _build("mb3-large-ssd-lite-tv", num_classes, is_test, image_size, boxes_per_cell)
 
 
 def create_mobilenetv3_small_ssd_lite_tv(num_classes: int, is_test: bool = False, *,
-                                         image_size: int | None = 300) -> SSD:
+                                         image_size: int | None = 300,
+                                         boxes_per_cell: Sequence[int] | None = None) -> SSD:
     """mb3-small-ssd-lite-tv: torchvision MobileNetV3-Small backbone (ImageNet weights loadable)."""
-    return _build("mb3-small-ssd-lite-tv", num_classes, is_test, image_size)
+    return _build("mb3-small-ssd-lite-tv", num_classes, is_test, image_size, boxes_per_cell)
 
 
 # upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)

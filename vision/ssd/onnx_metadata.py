@@ -8,7 +8,8 @@ read them, so a .onnx needs no --net/--labels, and a given labels file is checke
 Keys (each value JSON): ``pytorch_ssd`` (format version), ``net``, ``resolution``, ``class_names``,
 ``num_priors``, ``width_mult``, ``input`` ({normalization: "detectnet" | "net", mean, std in pixel
 units 0..255, RGB planar, stretch resize}), ``postprocess`` (the export's defaults: NMS settings and
-detectNet's threshold / clustering), ``batch``, ``opset``.
+detectNet's threshold / clustering), ``batch``, ``opset``, and ``priors`` (only for a net trained with
+custom priors: the spec of ``vision.ssd.custom_priors``, so the file says which boxes its outputs are).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class OnnxModelInfo:
     postprocess: dict = field(default_factory=dict)
     batch: int | None = 1
     opset: int | None = None
+    priors: dict | None = None  # custom priors spec; None: the net's default priors
 
 
 def build_metadata(info: OnnxModelInfo) -> dict[str, str]:
@@ -51,6 +53,8 @@ def build_metadata(info: OnnxModelInfo) -> dict[str, str]:
                   "resize": "stretch to resolution x resolution"},
         "postprocess": dict(info.postprocess), "batch": info.batch, "opset": info.opset,
     }
+    if info.priors is not None:
+        values["priors"] = info.priors
     return {k: json.dumps(v) for k, v in values.items()}
 
 
@@ -75,14 +79,15 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> OnnxModelInf
     try:
         v = {k: json.loads(props[k]) for k in props if k in (VERSION_KEY, "net", "resolution", "class_names",
                                                              "num_priors", "width_mult", "input", "postprocess",
-                                                             "batch", "opset")}
+                                                             "batch", "opset", "priors")}
         inp = v["input"]
         return OnnxModelInfo(net_name=str(v["net"]), resolution=int(v["resolution"]),
                              class_names=[str(n) for n in v["class_names"]],
                              input_normalization=str(inp["normalization"]),
                              input_mean=[float(x) for x in inp["mean"]], input_std=[float(x) for x in inp["std"]],
                              num_priors=int(v["num_priors"]), width_mult=float(v.get("width_mult", 1.0)),
-                             postprocess=dict(v.get("postprocess") or {}), batch=v.get("batch"), opset=v.get("opset"))
+                             postprocess=dict(v.get("postprocess") or {}), batch=v.get("batch"), opset=v.get("opset"),
+                             priors=v.get("priors") if isinstance(v.get("priors"), dict) else None)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{source}: damaged pytorch-ssd metadata ({type(e).__name__}: {e}); re-export it") from None
 

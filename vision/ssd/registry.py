@@ -19,6 +19,7 @@ import torch
 
 from vision.ssd import model_io
 from vision.ssd.config.base import SSDConfig
+from vision.ssd.custom_priors import config_with_priors, priors_per_cell
 from vision.ssd.mobilenet_v2_ssd_lite import create_mobilenetv2_ssd_lite
 from vision.ssd.mobilenetv1_ssd import create_mobilenetv1_ssd
 from vision.ssd.mobilenetv1_ssd_lite import create_mobilenetv1_ssd_lite
@@ -89,10 +90,13 @@ def _check_args(spec: NetSpec, num_classes: int, resolution: int, width_mult: fl
         raise UserError(f"{spec.name}: width multiplier must be in (0, 4], got {width_mult}")
 
 
-def _build(spec: NetSpec, num_classes: int, width_mult: float, is_test: bool) -> "SSD":
+def _build(spec: NetSpec, num_classes: int, width_mult: float, is_test: bool,
+           boxes_per_cell: tuple[int, ...] | None = None) -> "SSD":
     kwargs: dict[str, Any] = {"is_test": is_test, "image_size": None}
     if spec.width_mult:
         kwargs["width_mult"] = width_mult
+    if boxes_per_cell is not None:
+        kwargs["boxes_per_cell"] = boxes_per_cell
     return spec.build(num_classes, **kwargs)
 
 
@@ -115,25 +119,48 @@ def feature_map_sizes(name: str, resolution: int = 300, *, width_mult: float = 1
     return skeleton.feature_map_sizes(resolution)
 
 
-def get_config(name: str, resolution: int = 300, *, width_mult: float = 1.0) -> "SSDConfig":
-    """SSDConfig (image size, mean/std, variances, specs, priors [N,4]) for ``name`` at ``resolution``."""
+def get_config(name: str, resolution: int = 300, *, width_mult: float = 1.0,
+               priors: dict | None = None) -> "SSDConfig":
+    """SSDConfig (image size, mean/std, variances, specs, priors [N,4]) for ``name`` at ``resolution``.
+
+    ``priors``: a custom priors spec (``vision.ssd.custom_priors``) replacing the net's default priors;
+    a spec with another number of feature maps than the net is a one-line UserError.
+    """
     spec = net_spec(name)
     _check_args(spec, 2, resolution, width_mult)
-    return copy.deepcopy(_config(spec.name, resolution, float(width_mult)))
+    config = copy.deepcopy(_config(spec.name, resolution, float(width_mult)))
+    if priors is None:
+        return config
+    sizes = feature_map_sizes(spec.name, resolution, width_mult=width_mult)
+    n = len(priors.get("feature_maps") or []) if isinstance(priors, dict) else 0
+    if n and n != len(sizes):
+        raise UserError(f"the priors spec has {n} feature maps but {spec.name} has {len(sizes)} "
+                        f"({sizes} at {resolution} px)")
+    return config_with_priors(config, priors, sizes)
 
 
 def create_net(name: str, num_classes: int, *, resolution: int = 300, width_mult: float = 1.0,
-               is_test: bool = False) -> "SSD":
+               is_test: bool = False, priors: dict | None = None) -> "SSD":
     """Build net ``name`` for ``num_classes`` classes (BACKGROUND included) at ``resolution`` px.
 
     Returns an ``SSD`` with ``.config`` and priors for that resolution. Weights are
-    freshly initialised; load files with ``SSD.load`` / ``vision.ssd.model_io``.
+    freshly initialised; load files with ``SSD.load`` / ``vision.ssd.model_io``. ``priors``: a custom
+    priors spec; the heads then predict ``priors_per_cell(spec)`` boxes per cell of each map.
     """
     spec = net_spec(name)
     _check_args(spec, num_classes, resolution, width_mult)
-    net = _build(spec, num_classes, float(width_mult), is_test)
-    net.set_config(get_config(spec.name, resolution, width_mult=width_mult))
+    config = get_config(spec.name, resolution, width_mult=width_mult, priors=priors)
+    boxes = tuple(priors_per_cell(priors)) if priors is not None else None
+    net = _build(spec, num_classes, float(width_mult), is_test, boxes)
+    if priors is not None:  # another resolution (SSD.config_factory) keeps the custom priors
+        net.config_factory = functools.partial(_custom_config, spec.name, float(width_mult), priors)
+    net.set_config(config)
     return net
+
+
+def _custom_config(name: str, width_mult: float, priors: dict, image_size: int,
+                   feature_map_sizes: list[int] | None = None) -> "SSDConfig":
+    return get_config(name, image_size, width_mult=width_mult, priors=priors)
 
 
 @functools.lru_cache(maxsize=32)

@@ -8,6 +8,7 @@ whose backbone reproduces torchvision's ``squeezenet1_1.features`` exactly.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Sequence
 
 from torch import nn
 
@@ -27,24 +28,28 @@ HEAD_KINDS = ("sep",) * 5 + ("1x1",)
 
 
 def _build(num_classes: int, is_test: bool, image_size: int | None, *, ceil_mode: bool, net_name: str,
-           config: ModuleType) -> SSD:
+           config: ModuleType, boxes_per_cell: Sequence[int] | None = None) -> SSD:
     extras = nn.ModuleList(conv_extra(i, m, o, stride=s, padding=p, separable=True) for i, m, o, s, p in EXTRAS)
-    cls, reg = make_headers(num_classes, HEAD_CHANNELS, (6,) * 6, HEAD_KINDS)
+    cls, reg = make_headers(num_classes, HEAD_CHANNELS, boxes_per_cell or (6,) * 6, HEAD_KINDS)
     net = SSD(num_classes, squeezenet1_1(ceil_mode=ceil_mode).features, SOURCE_LAYER_INDEXES, extras, cls, reg,
               is_test=is_test, net_name=net_name, arch="squeezenet1_1")
     return configure(net, config.make_config, image_size)
 
 
 def create_squeezenet_ssd_lite(num_classes: int, is_test: bool = False, *,
-                               image_size: int | None = 300) -> SSD:
+                               image_size: int | None = 300,
+                               boxes_per_cell: Sequence[int] | None = None) -> SSD:
     """sq-ssd-lite (upstream's layout) for ``num_classes`` (BACKGROUND included); priors for ``image_size`` px."""
-    return _build(num_classes, is_test, image_size, ceil_mode=False, net_name="sq-ssd-lite", config=CONFIG)
+    return _build(num_classes, is_test, image_size, ceil_mode=False, net_name="sq-ssd-lite", config=CONFIG,
+                  boxes_per_cell=boxes_per_cell)
 
 
 def create_squeezenet_ssd_lite_tv(num_classes: int, is_test: bool = False, *,
-                                  image_size: int | None = 300) -> SSD:
+                                  image_size: int | None = 300,
+                                  boxes_per_cell: Sequence[int] | None = None) -> SSD:
     """sq-ssd-lite-tv (torchvision's SqueezeNet 1.1 layout); otherwise as ``create_squeezenet_ssd_lite``."""
-    return _build(num_classes, is_test, image_size, ceil_mode=True, net_name="sq-ssd-lite-tv", config=TV_CONFIG)
+    return _build(num_classes, is_test, image_size, ceil_mode=True, net_name="sq-ssd-lite-tv", config=TV_CONFIG,
+                  boxes_per_cell=boxes_per_cell)
 
 
 # upstream's per-variant predictor helper (all identical; see vision.ssd.predictor)

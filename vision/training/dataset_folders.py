@@ -39,7 +39,8 @@ def check_dataset_folder(dataset_type: str, root: str | os.PathLike, split: str)
 
 def _coco(root: str, train: bool, **kw: Any) -> Dataset:
     return COCODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
-                       dataset_type="train" if train else "val", keep_empty=kw["keep_empty"])
+                       dataset_type="train" if train else "val", keep_empty=kw["keep_empty"],
+                       reference_categories=getattr(kw.get("reference"), "categories", None))
 
 
 def _voc(root: str, train: bool, **kw: Any) -> Dataset:
@@ -54,10 +55,11 @@ def _open_images(root: str, train: bool, **kw: Any) -> Dataset:
 
 def _yolo(root: str, train: bool, **kw: Any) -> Dataset:
     return YOLODataset(root, transform=kw["transform"], target_transform=kw["target_transform"],
-                       split="train" if train else "val", keep_empty=kw["keep_empty"])
+                       split=kw.get("split") or ("train" if train else "val"), keep_empty=kw["keep_empty"])
 
 
-# --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=);
+# --dataset-type -> opener(root, train, transform=, target_transform=, keep_empty=, balance_data=, label_file=,
+# split=: the split name as asked, for formats with more than train/val);
 # a new format is one row here
 OPENERS: dict[str, Callable[..., Dataset]] = {"coco": _coco, "voc": _voc, "open_images": _open_images,
                                               "yolo": _yolo}
@@ -75,12 +77,13 @@ def resolve_dataset_type(dataset_type: str, root: str | os.PathLike) -> str:
 
 def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, transform=None,
                  target_transform=None, balance_data: bool = False, keep_empty: bool = True,
-                 label_file: str | os.PathLike | None = None) -> Dataset:
+                 label_file: str | os.PathLike | None = None, reference: Dataset | None = None) -> Dataset:
     """One dataset of ``dataset_type`` for ``split`` (``"train"`` or ``"val"``), for training and evaluation.
 
     Validation splits follow upstream: COCO ``val2017``, VOC's test list (``is_test``), Open
     Images ``test``. ``label_file`` is VOC's class list (default: its labels.txt or the 20 VOC
-    classes). An empty dataset is a ``UserError``.
+    classes). ``reference``: the training dataset, whose class numbering a validation split follows
+    (COCO files not renumbered by fix_coco_annotations.py). An empty dataset is a ``UserError``.
     """
     dataset_type = resolve_dataset_type(dataset_type, root)
     opener = OPENERS.get(dataset_type)
@@ -89,7 +92,8 @@ def open_dataset(dataset_type: str, root: str | os.PathLike, *, split: str, tran
     check_dataset_folder(dataset_type, root, split)
     try:
         ds = opener(str(root), split == "train", transform=transform, target_transform=target_transform,
-                    keep_empty=keep_empty, balance_data=balance_data, label_file=label_file)
+                    keep_empty=keep_empty, balance_data=balance_data, label_file=label_file,
+                    reference=reference, split=split)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
         raise UserError(f"{dataset_type} dataset {root} ({split}): {e}") from None
     if len(ds) == 0:

@@ -85,7 +85,7 @@ def ensure_writable_folder(folder: str | os.PathLike) -> Path:
 
 
 # The files of a run (besides its checkpoints): what ``existing_run`` looks for, ``archive_run`` moves.
-RUN_FILES = (ARGS_FILE, LABELS_FILE, METRICS_FILE, BEST_NAME, "tensorboard", "profile-trace.json",
+RUN_FILES = (ARGS_FILE, LABELS_FILE, METRICS_FILE, BEST_NAME, "tensorboard", "inputs", "profile-trace.json",
              "profile-summary.txt")
 
 
@@ -111,7 +111,8 @@ def existing_run(folder: str | os.PathLike) -> ExistingRun | None:
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    files = [folder / n for n in RUN_FILES if (folder / n).exists() and n not in ("tensorboard", LABELS_FILE)]
+    outputs_only = ("tensorboard", "inputs", LABELS_FILE)  # archived with the run, but no run by themselves
+    files = [folder / n for n in RUN_FILES if (folder / n).exists() and n not in outputs_only]
     files += list_checkpoints(folder)
     if not files:
         return None

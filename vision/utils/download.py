@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import fcntl
+import filecmp
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ import urllib3
 import urllib3.connection
 from tqdm import tqdm
 
+from vision.utils.file_set import JOURNAL_SUFFIX, PENDING_SUFFIX
 from vision.utils.misc import Failure, UserError, atomic_write_json, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
@@ -618,6 +620,9 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "empty name"
     if parts[0].startswith(TOOL_STATE_PREFIXES):
         return "it would create or overwrite this project's own state file (a marker or lock)"
+    if any(p.startswith(".") and p.endswith((PENDING_SUFFIX, JOURNAL_SUFFIX)) for p in parts):
+        return ("it would create a pending file or commit journal of this project's tools (the next "
+                "fix_coco_annotations.py run would act on it)")
     kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver stored no file type
     if kind == stat.S_IFLNK:
         return "symbolic link"
@@ -679,14 +684,20 @@ def zip_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _move_merge(src: Path, dst: Path) -> None:
+KEPT_SUFFIX = ".before-extract"
+
+
+def _move_merge(src: Path, dst: Path) -> list[Path]:
     """Move the contents of folder ``src`` into ``dst``, merging folders that exist
-    (COCO's two annotation zips both contain ``annotations/``) and replacing files."""
+    (COCO's two annotation zips both contain ``annotations/``) and replacing files. A file
+    there with other content (an annotation file fixed or edited since the last extraction)
+    is first kept as ``NAME.before-extract``; returns those kept copies."""
+    kept: list[Path] = []
     for entry in sorted(src.iterdir()):
         target = dst / entry.name
         if entry.is_dir() and not entry.is_symlink():
             if target.is_dir() and not target.is_symlink():
-                _move_merge(entry, target)
+                kept += _move_merge(entry, target)
                 continue
             if target.exists() or target.is_symlink():
                 raise ArchiveError(f"cannot extract folder {entry.name!r} into {dst}: a file with that name exists")
@@ -694,7 +705,15 @@ def _move_merge(src: Path, dst: Path) -> None:
         else:
             if target.is_dir() and not target.is_symlink():
                 raise ArchiveError(f"cannot extract file {entry.name!r} into {dst}: a folder with that name exists")
+            if target.is_file() and not target.is_symlink() and not filecmp.cmp(entry, target, shallow=False):
+                copy, i = target.with_name(target.name + KEPT_SUFFIX), 0
+                while copy.exists() or copy.is_symlink():  # never over an older kept copy
+                    i += 1
+                    copy = target.with_name(f"{target.name}{KEPT_SUFFIX}.{i}")
+                os.replace(target, copy)
+                kept.append(copy)
             os.replace(entry, target)
+    return kept
 
 
 def _remove_stale_temp(target: Path, zip_name: str) -> None:
@@ -746,7 +765,10 @@ def extract_zip(zip_path: str | os.PathLike, target_dir: str | os.PathLike, *,
                     with zf.open(info) as src, open(out, "wb") as dst:
                         shutil.copyfileobj(src, dst, _CHUNK)
                     bar.update(info.file_size)
-            _move_merge(tmp, target)
+            kept = _move_merge(tmp, target)
+            if kept:
+                log.warning("%s: %d file(s) there held other content and were replaced; the old versions are "
+                            "kept as NAME%s (first: %s)", zip_path.name, len(kept), KEPT_SUFFIX, kept[0])
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
             raise ArchiveError(f"{zip_path} is corrupt (member {current!r}: {e})", corrupt=True) from None
         except OSError as e:  # disk full, folder not writable: the archive itself is fine

@@ -23,11 +23,17 @@ import os
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from vision.utils.misc import atomic_write_json
+from vision.utils.misc import Failure, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 PENDING_SUFFIX = ".pending"
+JOURNAL_SUFFIX = ".commit.json"  # journals are hidden files named ``.NAME.commit.json``
+
+
+class CommitJournalError(Failure):
+    """A journal this module did not write (unreadable, or naming files outside its folder):
+    nothing is replaced on its word. Names the journal and the way out."""
 
 
 def pending_path(target: Path) -> Path:
@@ -51,11 +57,18 @@ def finish_interrupted_commit(journal: Path, targets: Sequence[Path]) -> list[Pa
     """
     done: list[Path] = []
     if journal.is_file():
+        folder = journal.parent
         try:
             entries = json.loads(journal.read_text(encoding="utf-8"))["files"]
-            pairs = [(Path(p), Path(t)) for p, t in entries]
+            pairs = [(folder / p, folder / t) for p, t in entries]  # names in the journal's folder
         except (ValueError, KeyError, TypeError, OSError) as e:
-            raise OSError(f"cannot read the commit journal {journal}: {e}") from None
+            raise CommitJournalError(f"cannot read the commit journal {journal} ({e}); it was not written by "
+                                     "this tool: move it away and run again") from None
+        for pending, target in pairs:  # a forged journal must not move files anywhere else
+            if target.resolve().parent != folder.resolve() or pending.resolve() != pending_path(target).resolve():
+                raise CommitJournalError(f"the commit journal {journal} names {target} / {pending}, not a file "
+                                         "of its folder and its pending version; it was not written by this "
+                                         "tool: nothing was replaced, move it away and run again")
         for pending, target in pairs:
             if pending.is_file():
                 os.replace(pending, target)
@@ -77,9 +90,16 @@ def commit_files(journal: Path, writers: Sequence[tuple[Path, Callable[[IO[str]]
                  encoding: str = "utf-8") -> None:
     """Replace every target by what its writer writes, all or none (see the module doc).
 
-    ``writers``: (target, function writing the new text to an open file). An exception
-    while writing deletes every pending file and propagates: no target has changed.
+    ``writers``: (target, function writing the new text to an open file), every target in
+    the journal's folder (the journal records bare names, so a run from another working
+    folder can finish it). An exception while writing deletes every pending file and
+    propagates: no target has changed.
     """
+    if not journal.name.endswith(JOURNAL_SUFFIX):
+        raise ValueError(f"a commit journal's name must end with {JOURNAL_SUFFIX}: {journal}")
+    for target, _ in writers:
+        if target.parent != journal.parent:
+            raise ValueError(f"{target} is not in the journal's folder {journal.parent}")
     written: list[tuple[Path, Path]] = []
     try:
         for target, write in writers:
@@ -96,7 +116,7 @@ def commit_files(journal: Path, writers: Sequence[tuple[Path, Callable[[IO[str]]
         raise
     folder = journal.parent
     _fsync_dir(folder)
-    atomic_write_json(journal, {"files": [[str(p), str(t)] for p, t in written]})  # the commit point
+    atomic_write_json(journal, {"files": [[p.name, t.name] for p, t in written]})  # the commit point
     for pending, target in written:
         os.replace(pending, target)
     _fsync_dir(folder)

@@ -1,0 +1,172 @@
+"""Custom priors (train_ssd.py --priors) through the whole life of a model, and --viz-inputs.
+
+A priors spec with other aspect ratios than the net's default changes the number of boxes per
+cell, so the heads change shape: a run must train, resume, evaluate, export (the ONNX output has
+the spec's number of priors) and run with no --priors flag anywhere after the first command.
+"""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import run_script
+
+NET = "mb1-ssd-lite"
+RES = 128
+
+
+def _spec():
+    from vision.ssd.custom_priors import spec_from_ssd_specs
+    from vision.ssd.registry import get_config
+    spec = spec_from_ssd_specs(get_config(NET, RES).specs, RES, NET)
+    spec["feature_maps"][0]["aspect_ratios"] = [2]  # 4 boxes per cell instead of 6
+    spec["feature_maps"][0]["min_size"] = 12
+    spec["feature_maps"][1]["aspect_ratios"] = [1.5, 2, 3]  # 8
+    spec["feature_maps"][5]["aspect_ratios"] = []  # 2
+    return spec
+
+
+def _out_channels(head: torch.nn.Module) -> int:
+    return [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+
+
+def test_head_channels_follow_the_spec():
+    from vision.ssd.custom_priors import priors_from_spec, priors_per_cell
+    from vision.ssd.registry import create_net, feature_map_sizes
+    spec = _spec()
+    boxes = priors_per_cell(spec)
+    assert boxes == [4, 8, 6, 6, 6, 2]
+    net = create_net(NET, 5, resolution=RES, priors=spec)
+    assert [_out_channels(h) for h in net.classification_headers] == [b * 5 for b in boxes]
+    assert [_out_channels(h) for h in net.regression_headers] == [b * 4 for b in boxes]
+    expected = priors_from_spec(spec, RES, feature_map_sizes(NET, RES))
+    assert torch.equal(net.priors, expected)
+    net.eval()
+    scores, _ = net(torch.zeros(1, 3, RES, RES))
+    assert scores.shape == (1, len(expected), 5)
+    default = create_net(NET, 5, resolution=RES)
+    assert default.config.num_priors != len(expected)  # the spec really changed the net
+
+
+def test_spec_with_another_feature_map_count_is_one_line():
+    from vision.ssd.registry import create_net
+    from vision.utils.misc import UserError
+    spec = _spec()
+    spec["feature_maps"] = spec["feature_maps"][:4]
+    with pytest.raises(UserError) as e:
+        create_net(NET, 3, resolution=RES, priors=spec)
+    assert "4 feature maps" in str(e.value) and "6" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_refuses_mismatched_priors_file(tmp_path, tiny_coco, capsys):
+    import train_ssd
+    from vision.utils.misc import run_main
+    spec = _spec()
+    spec["feature_maps"] = spec["feature_maps"][:3]
+    (tmp_path / "p.json").write_text(json.dumps(spec))
+    rc = run_main(train_ssd.main, ["--datasets", str(tiny_coco), "--net", NET, "--resolution", str(RES),
+                                   "--priors", str(tmp_path / "p.json"), "--checkpoint-folder", str(tmp_path / "run"),
+                                   "--workers", "0", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "3 feature maps" in err
+
+
+def test_viz_inputs_renders_side_by_side(tiny_coco, tmp_path):
+    from functools import partial
+
+    from PIL import Image
+
+    from vision.datasets.coco_dataset import COCODataset
+    from vision.ssd.data_preprocessing import TrainAugmentation
+    from vision.ssd.registry import get_config
+    from vision.training.viz_inputs import denormalize, write_input_samples
+    cfg = get_config(NET, RES)
+    ds = COCODataset(tiny_coco, transform=TrainAugmentation(RES, cfg.image_mean, cfg.image_std, seed=1))
+    paths = write_input_samples(ds, 2, tmp_path / "inputs", cfg, ds.class_names)
+    assert [p.name for p in paths] == ["input-00000.png", "input-00001.png"]
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.size == (2 * RES, RES)
+            px = np.asarray(im.convert("RGB"))
+        assert px[:, :RES].std() > 5 and px[:, RES:].std() > 5  # both halves hold a picture
+    x = torch.full((3, 4, 4), 0.5)
+    assert denormalize(x, cfg.image_mean, cfg.image_std)[0, 0, 0] == round(0.5 * cfg.image_std + cfg.image_mean[0])
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from vision.datasets.synthetic import generate_coco_dataset
+    root = tmp_path_factory.mktemp("custom_priors")
+    generate_coco_dataset(root / "data", 8, 4, seed=5, image_size=(160, 120))
+    (root / "priors.json").write_text(json.dumps(_spec()))
+    run = root / "run"
+    r = run_script("train_ssd.py", "--datasets", root / "data", "--net", NET, "--resolution", RES,
+                   "--priors", root / "priors.json", "--viz-inputs", 3, "--batch-size", 4, "--workers", 0,
+                   "--seed", 1, "--epochs", 1, "--checkpoint-folder", run, timeout=600,
+                   env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    (root / "priors.json").unlink()  # the file may move: nothing after training may need it
+    return root
+
+
+@pytest.mark.slow
+def test_spec_is_stored_in_args_and_checkpoints(trained):
+    from vision.utils.model_io import load_state_dict_file
+    saved = json.loads((trained / "run" / "args.json").read_text())
+    args = saved.get("args", saved)
+    assert args["priors"] == _spec()
+    ckpts = sorted((trained / "run").glob(f"{NET}-Epoch-*.pth"))
+    assert ckpts
+    for p in ckpts:
+        _, ckpt = load_state_dict_file(p)
+        assert ckpt["args"]["priors"] == _spec()
+
+
+@pytest.mark.slow
+def test_viz_inputs_writes_the_samples(trained):
+    from PIL import Image
+    files = sorted((trained / "run" / "inputs").glob("*.png"))
+    assert len(files) == 3
+    for f in files:
+        with Image.open(f) as im:
+            im.load()
+            assert im.size == (2 * RES, RES)
+
+
+@pytest.mark.slow
+def test_resume_eval_export_and_example_need_no_flag(trained, tmp_path):
+    from vision.ssd.custom_priors import priors_from_spec
+    from vision.ssd.onnx_metadata import read_metadata
+    from vision.ssd.registry import feature_map_sizes
+    run = trained / "run"
+    env = {"OMP_NUM_THREADS": "1"}
+    r = run_script("train_ssd.py", "--resume", run, "--epochs", 2, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert list(run.glob(f"{NET}-Epoch-1-*.pth"))
+    assert "custom priors" in r.stderr
+
+    r = run_script("eval_ssd.py", "--trained-model", run, "--dataset", trained / "data", "--dataset-type", "coco",
+                   "--eval-dir", tmp_path / "eval", "--workers", 0, "--use-cuda", "false", timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+    onnx = tmp_path / "m.onnx"
+    r = run_script("onnx_export.py", "--input", run / "best.pth", "--output", onnx, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = len(priors_from_spec(_spec(), RES, feature_map_sizes(NET, RES)))
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    assert [o.shape[1] for o in sess.get_outputs()] == [n, n]
+    meta = read_metadata(onnx)
+    assert meta.num_priors == n and meta.priors == _spec()
+
+    image = sorted((trained / "data" / "val2017").glob("*.jpg"))[0]
+    for model in ([NET, run, run / "labels.txt"], [onnx]):  # no --priors: the files say it
+        r = run_script("run_ssd_example.py", *model, image, "--threshold", "0.01", "--output-dir", tmp_path / "ex",
+                       cwd=tmp_path, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.strip()  # a detection line (threshold 0.01 on a barely trained net)
