@@ -41,7 +41,7 @@ from typing import Sequence
 import requests
 
 from vision.utils import download as dl
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range, non_negative_float, non_negative_int,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, float_range, non_negative_float, non_negative_int,
                                positive_int, run_main, setup_logging)
 
 log = logging.getLogger("coco_downloader")
@@ -82,7 +82,7 @@ def _url_arg(s: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     splits_help = "; ".join(f"{a.split}: {a.what}" for a in ARCHIVES.values())
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Download the COCO 2017 object-detection archives and unzip them into one folder. "
                     "Safe to interrupt and run again: downloads resume, finished archives are skipped.",
         epilog="Note: the test2017 ground truth is not public; test-dev results are scored by the COCO "
@@ -171,8 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     archives = [ARCHIVES[s] for s in dict.fromkeys(args.splits)]
     retry = dl.RetryPolicy(retries=args.retries, backoff=args.retry_backoff, timeout=args.timeout,
                            min_rate=args.min_rate)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"--path {root} is a file; give the folder to download into")
+    from vision.utils.paths import check_output_dir
+
+    check_output_dir(root, "--path")  # a file there, below a file, or not writable: one line, exit 2
     root.mkdir(parents=True, exist_ok=True)
     with dl.folder_lock(root):
         return _run(archives, root, args, retry)

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write, atomic_write_json, int_range,
+from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, atomic_write, atomic_write_json, int_range,
                                non_negative_int, positive_int, run_main, setup_logging, unit_float)
 
 log = logging.getLogger("dataset_report")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vision.ssd.registry import NET_NAMES
     from vision.training.dataset_folders import DATASET_TYPES
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 2)[0],
+    p = ArgumentParser(description=__doc__.split("\n", 2)[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--dataset", "--datasets", "--data", dest="datasets", nargs="+", required=True, metavar="DIR",
@@ -406,6 +406,22 @@ def check_not_over_inputs(outputs: list[Path], datasets: list, report_folder: Pa
 
 
 # ----------------------------------------------------------------------------- main
+def check_outputs_generic(args: argparse.Namespace) -> Path:
+    """--output (a folder) and --suggest-priors (a file) can be written and land on no input: not in a
+    dataset folder, not on --priors or a dataset's data.yaml."""
+    from vision.utils.paths import check_output_dir, check_output_file, refuse_output_dir_over_inputs, \
+        refuse_output_over_inputs
+
+    out = check_output_dir(args.output, "--output")
+    inputs = [("--dataset", d) for d in args.datasets] + [("--priors", args.priors)]
+    refuse_output_dir_over_inputs("--output", out, [("--dataset", d) for d in args.datasets])
+    refuse_output_over_inputs([("--output", out / name) for name in REPORT_FILES], inputs)
+    if args.suggest_priors:
+        check_output_file(args.suggest_priors, "--suggest-priors")
+        refuse_output_over_inputs([("--suggest-priors", args.suggest_priors)], inputs)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
@@ -415,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vision.training.dataset_folders import open_dataset, resolve_dataset_type
 
     threshold = MATCH_IOU_THRESHOLD if args.iou_threshold is None else args.iou_threshold
-    out = Path(args.output)
+    out = check_outputs_generic(args)  # the generic rules (vision.utils.paths), then this report's own
     suggest = Path(args.suggest_priors) if args.suggest_priors else None
     check_outputs(out, suggest, args.priors)
     net = canonical_name(args.net)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,14 +23,14 @@ from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resoluti
                              choose_device)
 from vision.datasets.base import require_boxes
 from vision.training.dataset_folders import DATASET_TYPES, open_dataset
-from vision.utils.misc import (UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
+from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
                                setup_logging, str2bool, unit_float)
 
 log = logging.getLogger("eval_ssd")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Detection metrics of a trained SSD. VOC / Open Images: per-class AP and mAP (VOC "
                     "protocol, difficult boxes ignored) and det_test_{class}.txt files. COCO: the 12 "
                     "COCOeval numbers, per-class AP and a results JSON with the original COCO category ids. "
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--use_2007_metric", "--use-2007-metric", dest="use_2007_metric", type=str2bool, default=True,
                    help="VOC/Open Images: 11-point VOC2007 AP (true, the upstream default) or all-point AP (false)")
     e.add_argument("--iou_threshold", "--iou-threshold", dest="iou_threshold", type=unit_float, default=0.5,
-                   help="VOC/Open Images: IoU a detection needs with a ground-truth box to count (default 0.5; "
+                   help="VOC/Open Images: a detection counts when its IoU with a ground-truth box is more than this "
+                        "(strictly, as the VOC devkit; default 0.5; "
                         "COCO always uses 0.50:0.95)")
     e.add_argument("--nms_method", "--nms-method", dest="nms_method", default="hard", choices=["hard", "soft"],
                    help="non-maximum suppression: hard or soft (default hard)")
@@ -77,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep at most this many detections per image (default: 100 for COCO, its rule; 200 otherwise)")
     e.add_argument("--eval_dir", "--eval-dir", dest="eval_dir", default="eval_results",
                    help="folder for result files (default: eval_results)")
-    e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None,
-                   help="algorithm name in COCO result file names (default: the net name)")
+    e.add_argument("--alg-name", "--alg_name", dest="alg_name", default=None, type=alg_name,
+                   help="algorithm name in COCO result file names: letters, digits, - _ . (default: the net name)")
     e.add_argument("--coco-backend", "--coco_backend", dest="coco_backend", default="auto",
                    choices=["auto", "faster", "pycocotools"],
                    help="COCO metrics by faster-coco-eval or pycocotools (the reference; same numbers, slower); "
@@ -93,6 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
                                       "down; else 2)")
     add_log_level_arg(r)
     return p
+
+
+def alg_name(s: str) -> str:
+    """argparse type of --alg-name: it becomes part of a file name inside --eval_dir and of the name the
+    COCO server reads, so no folders ("a/../../x" wrote outside --eval_dir) and nothing the server rejects."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", s) or set(s) == {"."}:
+        raise argparse.ArgumentTypeError(f"letters, digits, '-', '_' and '.' only, got {s!r}")
+    return s
+
+
+def check_eval_dir(args: argparse.Namespace, model_path: Any) -> Path:
+    """--eval_dir can be written and is neither the dataset folder nor the model's folder (its
+    metrics.json and det_test_*.txt would land among the inputs)."""
+    from vision.utils.paths import check_output_dir, refuse_output_dir_over_inputs
+
+    eval_dir = check_output_dir(args.eval_dir, "--eval-dir")
+    refuse_output_dir_over_inputs("--eval-dir", eval_dir, [("--trained-model", model_path),
+                                                           ("--dataset", args.dataset),
+                                                           ("--label-file", args.label_file)])
+    return eval_dir
 
 
 def build_dataset(args: argparse.Namespace, class_names: list[str]) -> Any:
@@ -193,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_model(args.trained_model, net_name=args.net, label_file=args.label_file,
                            resolution=args.resolution, width_mult=args.mb2_width_mult, is_test=True, device=device)
     fill_dataset_args(args, model.info.train_args)
+    eval_dir = check_eval_dir(args, model.path)
     dataset = build_dataset(args, model.class_names)
     if len(dataset) == 0:
         raise UserError(f"no images to evaluate in {args.dataset}")
@@ -201,7 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_boxes(dataset, "evaluation", args.dataset)  # nothing to score against
     top_k = args.top_k or (100 if args.dataset_type == "coco" else 200)
     alg = args.alg_name or model.net_name
-    eval_dir = Path(args.eval_dir)
     eval_dir.mkdir(parents=True, exist_ok=True)
 
     if args.workers is None:
@@ -215,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              args.batch_size, args.workers, device)
     detections, images_per_s = detect_dataset(
         predictor, dataset, batch_size=args.batch_size, num_workers=args.workers, top_k=top_k,
-        prob_threshold=args.prob_threshold, progress=log.isEnabledFor(logging.INFO))
+        prob_threshold=args.prob_threshold,
+        progress=log.isEnabledFor(logging.INFO) and sys.stderr.isatty())  # no bars in a log file
     num_dets = sum(len(d) for d in detections)
     log.info("%d detections, %.1f images/s", num_dets, images_per_s)
     if detectnet:
@@ -235,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": str(model.path), "net": model.net_name, "resolution": model.resolution,
         "dataset": str(args.dataset), "dataset_type": args.dataset_type, "num_images": len(dataset),
         "num_detections": num_dets, "images_per_s": images_per_s, "mAP": metrics["mAP"], "AP50": metrics["AP50"],
-        "per_class": metrics["per_class"],
+        "per_class": metrics["per_class"], "images": metrics["images"],
         "settings": {"postprocess": args.postprocess, "nms_method": args.nms_method, "nms_iou_threshold": args.nms_iou_threshold,
                      "prob_threshold": args.prob_threshold, "top_k": top_k},
     }
@@ -247,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["results_file"] = str(results_path)
         print(metrics["summary"])
         print_per_class(metrics["per_class"], "AP@[.50:.95] per class:")
-        print(f"\nmAP (AP@[.50:.95]): {metrics['mAP']:.4f}   AP50: {metrics['AP50']:.4f}")
+        print(f"\nmAP (AP@[.50:.95]): {metrics['mAP']:.4f}   AP50: {metrics['AP50']:.4f}   "
+              f"({metrics['images_note']})")
         log.info("results in COCO format (original category ids): %s", results_path)
     else:
         ids = getattr(dataset, "ids", None)
@@ -258,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["iou_threshold"] = args.iou_threshold
         metric = "VOC2007 11-point" if args.use_2007_metric else "all-point"
         print_per_class(metrics["per_class"], f"Average Precision per class ({metric}, IoU > {args.iou_threshold}):")
-        print(f"\nAverage Precision Across All Classes: {metrics['mAP']:.4f}")
+        print(f"\nAverage Precision Across All Classes: {metrics['mAP']:.4f}   ({metrics['images_note']})")
         missing = [n for n, ap in metrics["per_class"].items() if not math.isfinite(ap)]
         if missing:
             log.warning("no ground truth for %d classes (%s); left out of the mean", len(missing),

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vision.utils.file_set import commit_files, finish_interrupted_commit
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, read_json,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write_json, read_json,
                                remove_stale_temp_files, run_main, setup_logging)
 
 log = logging.getLogger("fix_coco_annotations")
@@ -478,7 +478,7 @@ def check_report_path(report: Path, root: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Renumber COCO category ids to 1..K (keeping each one's original id) so they fit the "
                     "classifier head. Safe to run again ('already fixed'); keeps a .orig backup; never "
                     "moves image files.")
@@ -517,6 +517,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = [annotation_file(root, s) for s in dict.fromkeys(args.splits)]
     if args.report:
         check_report_path(Path(args.report), root)
+        from vision.utils.paths import check_output_file, refuse_output_over_inputs
+
+        check_output_file(args.report, "--report")
+        refuse_output_over_inputs([("--report", args.report)],
+                                  [("annotation file", p) for p in paths] +
+                                  [("backup", p.with_name(p.name + ".orig")) for p in paths])
     for p in paths:
         if p.is_dir():
             raise UserError(f"{p} is a folder, expected the annotation file")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vision.cli.args import add_resolution_arg, add_width_mult_arg, resolution_type
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
                                setup_logging)
 
 log = logging.getLogger("onnx_export")
@@ -41,7 +41,7 @@ INT8_MIN_OPSET = 13  # per-channel QDQ (DequantizeLinear's axis) needs opset 13
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Export an SSD checkpoint to ONNX (jetson-inference detectNet contract) and verify it "
                     "with onnx.checker and ONNX Runtime. Runs on the CPU.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2].split("\n\n", 1)[1])
@@ -125,6 +125,22 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
 def default_output(net_name: str, model_path: Path, model_dir: str | None) -> Path:
     name = "ssd-mobilenet.onnx" if net_name == "mb1-ssd" else f"{net_name}.onnx"
     return (Path(model_dir) if model_dir else model_path.parent) / name
+
+
+def check_outputs(args: argparse.Namespace, output: Path, model_path: Path, labels: Path | None) -> None:
+    """Before the export: the ONNX file (and its -int8 twin) can be written, and land on no input and no
+    checkpoint (``--output m/best.pth`` once replaced the checkpoint with the graph)."""
+    from vision.utils.paths import check_output_file, refuse_output_over_inputs
+
+    outputs = [("--output", output)]
+    if args.int8:
+        outputs.append(("--output (int8)", output.with_name(f"{output.stem}-int8{output.suffix}")))
+    for flag, path in outputs:
+        check_output_file(path, flag)
+    inputs = [("--input", model_path), ("--labels", labels), ("--test-image", args.test_image)]
+    refuse_output_over_inputs(outputs + [("labels file beside --output", output.parent / "labels.txt")],
+                              [i for i in inputs if i[0] != "--labels"])
+    refuse_output_over_inputs(outputs, [("--labels", labels)])
 
 
 def make_test_image(height: int = 375, width: int = 500, seed: int = 0) -> np.ndarray:
@@ -263,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output) if args.output else default_output(name, info.path, args.model_dir)
     if args.model_dir and args.output and len(output.parts) == 1:
         output = Path(args.model_dir) / output
+    check_outputs(args, output, info.path, labels)
     if output.suffix.lower() != ".onnx":
         log.warning("output %s does not end in .onnx", output)
     if args.opset > TENSORRT_MAX_OPSET["7.1"]:

@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from vision.utils import download as dl
 from vision.utils.labels import BACKGROUND, read_labels, write_labels
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write, atomic_write_json,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write, atomic_write_json,
                                float_range, int_range, non_negative_float, non_negative_int, positive_int,
                                run_main, setup_logging)
 
@@ -412,7 +412,7 @@ def _url_arg(s: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Download Open Images (v4 boxes) pictures and boxes of chosen classes into the layout "
                     "train_ssd.py --dataset-type open_images reads. Safe to run again: only what is "
                     "missing is downloaded.")
@@ -462,8 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not requested:
         raise UserError("--class-names is empty; give names like \"Apple,Orange\"")
     root = Path(args.root)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"--data {root} is a file; give the folder for the dataset")
+    from vision.utils.paths import check_output_dir
+
+    check_output_dir(root, "--data")  # a file there, below a file, or not writable: one line, exit 2
     root.mkdir(parents=True, exist_ok=True)
     retry = dl.RetryPolicy(retries=args.retry, backoff=args.retry_backoff, timeout=args.timeout,
                            min_rate=args.min_rate)

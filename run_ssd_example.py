@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from vision.cli.args import add_resolution_arg, add_width_mult_arg
-from vision.utils.misc import (EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
+from vision.utils.misc import (ArgumentParser, EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
                                positive_int, run_main, setup_logging, unit_float)
 from vision.utils.video import is_video_source
 
@@ -38,7 +38,7 @@ DEFAULT_OUTPUT_DIR = "run_ssd_example_output"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         usage="%(prog)s [NET] MODEL [LABELS] INPUT [INPUT ...] [options]",
         description="Run an SSD on images (files or folders), video files or cameras: prints one line per "
                     "detection and writes the images/videos with boxes, class names and scores drawn.",
@@ -91,8 +91,7 @@ def split_positionals(net: str, rest: list[str], onnx: str | None
                 raise UserError("expected MODEL LABELS INPUT... after NET")
         model = items.pop(0)
     elif len(items) >= 2 and (Path(items[0]).suffix.lower() in MODEL_SUFFIXES or Path(items[0]).is_dir()):
-        log.info("--onnx given: %s is not used", items[0])
-        items.pop(0)
+        raise UserError(f"give MODEL or --onnx, not both (MODEL {items[0]}, --onnx {onnx})")
     labels = None
     if Path(model).suffix.lower() != ".onnx":
         labels = items.pop(0)
@@ -135,6 +134,26 @@ def output_paths(images: list[Path], output_dir: str | None) -> list[Path]:
         used.add(name)
         out.append(folder / name)
     return out
+
+
+def check_outputs(outputs: list[Path], output_dir: str | None, images: list[Path], videos: list[str],
+                  model: str, labels: str | None) -> None:
+    """Before any detection: the output folder (or the single output file) can be written and holds none
+    of the inputs (``imgs/ --output-dir imgs/`` once overwrote the user's photos with the drawn copies)."""
+    from vision.utils.paths import (WrittenRecord, check_output_dir, check_output_file,
+                                    refuse_output_dir_over_inputs, refuse_output_over_inputs)
+
+    media = [("input", p) for p in images] + [("input", v) for v in videos if not str(v).isdigit()]
+    inputs = media + [("MODEL", model), ("LABELS", labels)]
+    if output_dir is None:
+        for out in outputs:  # the one run_ssd_example_output.jpg
+            check_output_file(out, "output")
+            refuse_output_over_inputs([("output", out)], inputs)
+        return
+    folder = check_output_dir(output_dir, "--output-dir")
+    refuse_output_dir_over_inputs("--output-dir", folder, media)
+    refuse_output_over_inputs([("--output-dir", out) for out in outputs], inputs)
+    WrittenRecord(folder, "run_ssd_example.py").refuse_foreign(outputs, "--output-dir")
 
 
 def class_color(label: int) -> tuple[int, int, int]:
@@ -256,11 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor, class_names = make_predictor(args, net, model, labels)
     videos = [item for item in inputs if is_video_source(item)]
     images = collect_images(inputs)
-    if videos:
-        run_videos(predictor, videos, class_names, args)
     if args.output_dir is None and videos and images:
         args.output_dir = DEFAULT_OUTPUT_DIR  # images beside the videos, not run_ssd_example_output.jpg
     outputs = output_paths(images, args.output_dir)
+    single = not videos and args.output_dir is None and len(outputs) == 1
+    check_outputs(outputs, None if single else args.output_dir or DEFAULT_OUTPUT_DIR, images, videos, model,
+                  labels)
+    if videos:
+        run_videos(predictor, videos, class_names, args)
+    from vision.utils.paths import WrittenRecord
+
+    if not single:  # recorded before writing: a kill in between leaves a name of ours, never a stranger's
+        WrittenRecord(args.output_dir or DEFAULT_OUTPUT_DIR, "run_ssd_example.py").add(outputs)
     failed = 0
     for image_path, out_path in zip(images, outputs):
         try:

@@ -16,11 +16,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from vision.utils.misc import add_log_level_arg, int_range, run_main, unit_float
+from vision.utils.misc import ArgumentParser, add_log_level_arg, int_range, run_main, unit_float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Run an SSD on a camera or a video file and write the annotated video.",
+    p = ArgumentParser(description="Run an SSD on a camera or a video file and write the annotated video.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("net", metavar="NET", help="network name, e.g. mb1-ssd, mb2-ssd-lite")

@@ -67,8 +67,8 @@ from vision.training.run_folder import (append_metrics, archive_run, check_writa
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.training.viz_inputs import write_input_samples
 from vision.utils.box_utils import MINING_RULES
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range, int_range, positive_float,
-                               positive_int, run_main, setup_logging, unit_float)
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, float_range, int_range,
+                               positive_float, positive_int, run_main, setup_logging, unit_float)
 from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger("train_ssd")
@@ -106,7 +106,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Train an SSD object detector (COCO, VOC or Open Images). The checkpoint folder "
                     "holds a complete run that --resume continues exactly.",
         epilog=EPILOG, formatter_class=_HelpFormatter)
@@ -384,6 +384,9 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     if args.seed is None:  # drawn once, saved in args.json: a resumed run keeps its data order
         args.seed = distributed.broadcast_object(random.SystemRandom().randrange(2**31))
     folder = Path(args.checkpoint_folder)
+    from vision.utils.paths import refuse_output_dir_over_inputs  # checkpoints, args.json, labels.txt not in a dataset
+    refuse_output_dir_over_inputs("--checkpoint-folder", folder, [("--datasets", d) for d in args.datasets or []]
+                                  + [("--validation-dataset", args.validation_dataset)])
     if not args.resume:
         run_id = distributed.broadcast_object(new_run_id())
     refused = None

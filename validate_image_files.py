@@ -42,7 +42,7 @@ from typing import Iterator, Sequence
 
 from tqdm import tqdm
 
-from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, int_range, run_main,
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write_json, int_range, run_main,
                                setup_logging)
 
 log = logging.getLogger("validate_image_files")
@@ -305,7 +305,7 @@ def _apply_action(entries: list[dict], act: str, abs_folder: Path, invalid_dir: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Decode every image in a folder with OpenCV and scikit-image and deal with the ones that "
                     "fail (zero-byte, truncated, not an image, unreadable). Exit 0 = all good, 1 = bad files "
                     "found, 2 = bad usage.")
@@ -342,6 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--path {folder}: no such folder")
     if args.report:
         check_report_path(Path(args.report))
+        from vision.utils.paths import IMAGE_SUFFIXES, check_output_file, refuse_output_over_inputs
+
+        check_output_file(args.report, "--report")
+        refuse_output_over_inputs([("--report", args.report)], [("--path", folder)], protect=IMAGE_SUFFIXES)
     if args.interactive and not sys.stdin.isatty():
         raise UserError("--interactive needs a terminal to ask on (stdin is not one); "
                         "run without --interactive (the --action flag is the consent)")

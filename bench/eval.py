@@ -213,6 +213,8 @@ def measure_forward(nb: NetBench) -> tuple[float, float]:
     c0, t0 = cpu_seconds(), time.perf_counter()
     for x in nb.batches:
         nb.predictor.run(x)
+    if nb.predictor.device.type == "cuda":
+        torch.cuda.synchronize(nb.predictor.device)
     return time.perf_counter() - t0, cpu_seconds() - c0
 
 
@@ -231,7 +233,7 @@ def measure_loading(dataset: Any, transform: Callable, n: int) -> dict:
 
 
 def build_benches(name: str, dataset: Any, batch_size: int, candidates: int, threshold: float,
-                  iou_threshold: float, variants: Sequence[str]) -> list[NetBench]:
+                  iou_threshold: float, variants: Sequence[str], device: str = "cpu") -> list[NetBench]:
     """One NetBench per variant of net ``name`` (same weights): ``optimized`` is what eval_ssd.py
     runs (make_predictor's default), ``plain`` the net as built (make_predictor(optimize=False))."""
     net = registry.create_net(name, len(dataset.class_names), is_test=True).eval()
@@ -247,7 +249,7 @@ def build_benches(name: str, dataset: Any, batch_size: int, candidates: int, thr
                  cfg.image_size)
     out = []
     for v in variants:
-        predictor = make_predictor(net, device="cpu", nms_method="hard", iou_threshold=iou_threshold,
+        predictor = make_predictor(net, device=device, nms_method="hard", iou_threshold=iou_threshold,
                                    prob_threshold=threshold, optimize=(v == "optimized"))
         out.append(NetBench(name, v, net, predictor, batches, reached))
     return out
@@ -261,7 +263,8 @@ def summarize(nb: NetBench, n_images: int, args: argparse.Namespace, loading: di
     dec, post, other, fin = med("decode_s"), med("postprocess_s"), med("other_s"), med("forward_in_e2e_s")
     startup = med("startup_s")
     rec = {
-        "bench": "eval", "net": nb.name, "variant": nb.variant, "images": n_images, "batch": args.batch_size,
+        "bench": "eval", "net": nb.name, "variant": nb.variant, "device": args.device, "images": n_images,
+        "batch": args.batch_size,
         "workers": args.workers, "threads": args.threads, "resolution": int(nb.net.config.image_size), "repeats": len(rounds),
         "candidates_per_image": None if nb.candidates_per_image is None else round(nb.candidates_per_image, 1),
         "detections_per_image": round(med("detections") / n_images, 1),
@@ -342,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="first tell glibc malloc to keep freed memory (bench/allocator.py); compare with a "
                         "run without it: it is process-wide, so it cannot alternate inside one run")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--compare-plain", action="store_true",
                    help="also time each net without make_predictor's inference optimizations (BatchNorm "
                         "folding, channels_last), in the same alternating rounds")
@@ -350,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.workers is None:
         from vision.evaluation.detection import default_workers
-        args.workers = default_workers("cpu")
+        args.workers = default_workers(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     malloc_keep = keep_freed_memory() if args.keep_freed_memory else False
@@ -367,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"{root}: the val split has no images")
         variants = ["optimized"] + (["plain"] if args.compare_plain else [])
         benches = [nb for n in nets for nb in build_benches(n, dataset, args.batch_size, args.candidates,
-                                                             args.prob_threshold, args.nms_iou_threshold, variants)]
+                                                             args.prob_threshold, args.nms_iou_threshold, variants,
+                                                             args.device)]
         loading = measure_loading(dataset, benches[0].predictor.transform, min(len(dataset), 64))
         for nb in benches:  # warm-up: lazy init, page cache, COCO index cache
             measure_e2e(nb, dataset, args.batch_size, args.workers, args.prob_threshold, not args.no_cocoeval)

@@ -28,7 +28,17 @@ net's eager column (< 1: faster).
 
 Output: one JSON line per (net, backend) on stdout, then a table.
 
+``--predict`` times the user-facing call instead, ``Predictor.predict(image)`` on one image
+(preprocess, forward, decode, NMS, scale to pixels), three ways per net in alternating rounds:
+``upstream`` (upstream's Predictor: the net as built, per-class NMS), ``plain`` (our Predictor
+on the net as built, ``create_predictor(net, optimize=False)``) and ``ours``
+(``create_predictor(net)``, what every factory and script uses). The random heads are
+calibrated (bench/eval.py's ``calibrate_heads``) so that NMS sees as many candidates as a
+trained net's; ``vs_upstream`` is the ratio of medians, ``paired_ratio_median`` the median of
+the per-round ratios.
+
 Example: python3 bench/inference.py --nets mb1-ssd mb2-ssd-lite --repeats 20
+         python3 bench/inference.py --predict --threads 2 --repeats 40 --warmup 5
 """
 from __future__ import annotations
 
@@ -250,6 +260,133 @@ def format_table(records: list[dict]) -> str:
     return "\n".join([line([h for h, _, _ in cols]), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+# --------------------------------------------------------------- --predict: the user-facing API
+class UpstreamStylePredictor:
+    """Upstream's ``Predictor.predict`` (qfgaohao/dusty-nv ``vision/ssd/predictor.py``) on the net as
+    built: the plain, unfused, contiguous eval-mode net, then one score filter + NMS per class with
+    ``top_k`` applied per class. Preprocessing is ours (cv2 resize + normalize), so the comparison is
+    the net and the post-processing, not upstream's slower numpy transform."""
+
+    def __init__(self, net: torch.nn.Module, filter_threshold: float = 0.01, candidate_size: int = 200) -> None:
+        from vision.ssd.data_preprocessing import PredictionTransform
+
+        self.net = net.eval()
+        cfg = net.config
+        self.transform = PredictionTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
+        self.iou_threshold = cfg.iou_threshold
+        self.filter_threshold = filter_threshold
+        self.candidate_size = candidate_size
+
+    def predict(self, image, top_k: int = -1, prob_threshold: float | None = None):
+        from vision.utils import box_utils
+
+        height, width = image.shape[:2]
+        images = self.transform(image).unsqueeze(0)
+        with torch.no_grad():
+            scores, boxes = self.net(images)
+        scores, boxes = scores[0], boxes[0]
+        prob_threshold = prob_threshold or self.filter_threshold
+        picked, labels = [], []
+        for class_index in range(1, scores.size(1)):
+            probs = scores[:, class_index]
+            mask = probs > prob_threshold
+            probs = probs[mask]
+            if probs.size(0) == 0:
+                continue
+            box_probs = torch.cat([boxes[mask, :], probs.reshape(-1, 1)], dim=1)
+            box_probs = box_utils.nms(box_probs, None, score_threshold=prob_threshold,
+                                      iou_threshold=self.iou_threshold, top_k=top_k,
+                                      candidate_size=self.candidate_size)
+            picked.append(box_probs)
+            labels.extend([class_index] * box_probs.size(0))
+        if not picked:
+            return torch.tensor([]), torch.tensor([]), torch.tensor([])
+        out = torch.cat(picked)
+        out[:, 0] *= width
+        out[:, 1] *= height
+        out[:, 2] *= width
+        out[:, 3] *= height
+        return out[:, :4], torch.tensor(labels), out[:, 4]
+
+
+def predict_cases(nets: Sequence[str], num_classes: int, resolution: int, candidates: int,
+                  image_hw: tuple[int, int]):
+    """Per net: (name, {variant: predict callable}, max |difference| of the net outputs ours vs plain,
+    candidates per image reached, {variant: detections}).
+
+    Variants: ``upstream`` (UpstreamStylePredictor on the plain net), ``plain`` (our Predictor on
+    the plain net: ``create_predictor(net, optimize=False)``) and ``ours`` (``create_predictor(net)``,
+    the default every factory uses)."""
+    import numpy as np
+
+    from eval import calibrate_heads  # bench/eval.py: random heads that score like a trained net's
+    from vision.ssd.predictor import create_predictor
+
+    out = []
+    rng = np.random.default_rng(0)
+    for name in nets:
+        net = registry.create_net(name, num_classes, resolution=resolution, is_test=True).eval()
+        _randomize_batch_norm(net)
+        # a smooth random "photo": blocks of colour, upscaled (pure noise would be atypical input)
+        small = rng.integers(0, 256, (image_hw[0] // 20 + 1, image_hw[1] // 20 + 1, 3), dtype=np.uint8)
+        image = np.ascontiguousarray(np.kron(small, np.ones((20, 20, 1), dtype=np.uint8))[:image_hw[0], :image_hw[1]])
+        plain = create_predictor(net, optimize=False)
+        reached = calibrate_heads(net, plain.transform(image).unsqueeze(0), candidates, plain.filter_threshold)
+        ours = create_predictor(net)  # after calibration: the copy carries the calibrated heads
+        upstream = UpstreamStylePredictor(net)
+        variants = {"upstream": lambda p=upstream: p.predict(image), "plain": lambda p=plain: p.predict(image),
+                    "ours": lambda p=ours: p.predict(image)}
+        x = plain.transform(image).unsqueeze(0)
+        diff = max_abs_diff(ours.run(x), plain.run(x))  # the net outputs (scores, boxes): within 1e-4
+        dets = {v: len(run()[0]) for v, run in variants.items()}
+        out.append((name, variants, diff, reached, dets))
+    return out
+
+
+def run_predict(args: argparse.Namespace, nets: Sequence[str]) -> list[dict]:
+    """Time ``predict(image)`` per variant in alternating rounds (one call each per round)."""
+    records = []
+    for name, variants, diff, reached, n_dets in predict_cases(nets, args.num_classes, args.resolution, args.candidates,
+                                                                (args.image_size[1], args.image_size[0])):
+        wall: dict[str, list[float]] = {v: [] for v in variants}
+        cpu: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(args.warmup):
+            for run in variants.values():
+                run()
+        load0 = common.load_average()
+        for _ in range(args.repeats):
+            for variant, run in variants.items():
+                c0, w0 = time.process_time(), time.perf_counter()
+                run()
+                wall[variant].append((time.perf_counter() - w0) * 1e3)
+                cpu[variant].append((time.process_time() - c0) * 1e3)
+        med = {v: statistics.median(w) for v, w in wall.items()}
+        for variant in variants:
+            records.append({
+                "bench": "predict", "net": name, "variant": variant, "device": "cpu", "batch": 1,
+                "resolution": args.resolution, "image": list(args.image_size), "threads": args.threads, "repeats": args.repeats,
+                "median_ms": round(med[variant], 2), "median_cpu_ms": round(statistics.median(cpu[variant]), 2),
+                "vs_upstream": round(med[variant] / med["upstream"], 3),
+                "paired_ratio_median": round(statistics.median(
+                    [a / b for a, b in zip(wall[variant], wall["upstream"])]), 3),
+                "detections": n_dets[variant], "candidates_per_image": round(reached, 1),
+                "max_abs_diff_vs_plain": diff if variant == "ours" else None,  # scores and normalized boxes
+                common.LOAD_KEY: load0, "load_avg_1min_end": common.load_average(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+                "torch": torch.__version__, "machine": platform.machine(),
+            })
+    return records
+
+
+def format_predict_table(records: list[dict]) -> str:
+    head = f"{'net':<14} {'variant':<9} {'median ms':>9} {'cpu ms':>8} {'vs upstream':>11} {'paired':>7} {'dets':>5}"
+    rows = [head, "-" * len(head)]
+    for r in records:
+        rows.append(f"{r['net']:<14} {r['variant']:<9} {r['median_ms']:>9.1f} {r['median_cpu_ms']:>8.1f} "
+                    f"{r['vs_upstream']:>11.3f} {r['paired_ratio_median']:>7.3f} {r['detections']:>5}")
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="CPU batch-1 inference latency of each SSD net (eager PyTorch, Conv+BN folded, "
@@ -275,6 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
                         help="torch intra-op threads (default: number of cores)")
     parser.add_argument("--no-torchvision", action="store_true", help="skip the torchvision reference")
+    parser.add_argument("--predict", action="store_true",
+                        help="time the user-facing Predictor.predict(image) instead of the bare forward: "
+                             "upstream's way (plain net, per-class NMS), our Predictor on the plain net, and "
+                             "create_predictor's default (folded + channels_last), alternating, per net")
+    parser.add_argument("--candidates", type=positive_int, default=250,
+                        help="--predict: (box, class) pairs above the 0.01 score threshold the random heads are "
+                             "calibrated to, as a trained net's (default: 250, as bench/eval.py)")
+    parser.add_argument("--image-size", type=positive_int, nargs=2, default=[640, 480], metavar=("W", "H"),
+                        help="--predict: size of the image given to predict (default: 640 480)")
     add_log_level_arg(parser)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
@@ -286,6 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     log.info("timing %d net(s) at %d px, %d thread(s), %d rounds", len(nets), args.resolution,
              args.threads, args.repeats)
+    if args.predict:
+        records = run_predict(args, nets)
+        for rec in records:
+            print(json.dumps(rec), flush=True)
+        print()
+        print(format_predict_table(records))
+        return 0
     backends = list(dict.fromkeys(args.backends))
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         opts = BackendOptions(threads=args.threads, tmp_dir=Path(tmp), ort_opt_level=args.ort_opt_level,

@@ -26,7 +26,14 @@ epoch's workers) the cases run in interleaved rounds of ``--steps`` timed steps,
 machine shared with other work slows them alike; the median round is reported. Before a
 loader round its prefetched batches are thrown away (they were made while another case
 ran), so a round starts with an empty queue: slightly pessimistic. ``ratio`` is the
-median over rounds of this case / the default compute-only bound of the same round.
+median over rounds of this case / the default compute-only bound of the same round;
+``ratio_to_own_bound`` the same against the bound with this case's compute settings.
+
+Steady state (``--warmup-seconds``, ``--duration``): each case first warms up for at least
+that many seconds, then is timed for ``--duration`` seconds in all, split over the rounds
+(each round a whole number of ``--steps`` chunks). In this mode a loader round starts with its
+prefetched batches used by untimed steps (the workers refill meanwhile), so it starts in its
+steady state. The device is synchronised once per chunk of ``--steps`` steps, never per step.
 
 Like train_ssd.py, this sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment says
 otherwise (``--omp-wait-policy`` re-runs the script under another policy): with
@@ -79,8 +86,8 @@ from vision.training.dataset_folders import open_dataset  # noqa: E402
 from vision.training.loop import Trainer  # noqa: E402
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups  # noqa: E402
 from vision.training.schedule import StepLRSchedule  # noqa: E402
-from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_int,  # noqa: E402
-                               positive_float, positive_int, run_main, setup_logging)
+from vision.utils.misc import (UserError, add_log_level_arg, int_range, non_negative_float,  # noqa: E402
+                               non_negative_int, positive_float, positive_int, run_main, setup_logging)
 from vision.cli.args import add_resolution_arg, choose_device  # noqa: E402
 
 log = logging.getLogger("bench.train")
@@ -148,9 +155,11 @@ def make_trainer(net_name: str, num_classes: int, args: argparse.Namespace, devi
 @dataclass(frozen=True)
 class LoaderSpec:
     """One real-loader configuration: ``2``, ``2,threads=1``, ``2,nice=10``, ``2,prefetch=4``,
-    ``2,matcher=per-sample`` (options may be combined)."""
+    ``2,matcher=per-sample``, ``2,compute=amp`` (the step of that ``--compute-variants`` name instead of
+    the base settings; options may be combined)."""
     workers: int
     matcher: str = "batched"
+    compute: str = "default"
     threads: int | None = None  # OpenCV + torch threads inside each worker (None: library defaults)
     nice: int = 0
     prefetch: int = 2
@@ -170,11 +179,13 @@ class LoaderSpec:
                     spec = replace(spec, nice=int(value))
                 elif key == "prefetch":
                     spec = replace(spec, prefetch=int(value))
+                elif key == "compute" and value:
+                    spec = replace(spec, compute=value)
                 else:
                     raise ValueError(opt)
         except ValueError:
             raise UserError(f"--loader-variants: cannot read {text!r}; expected WORKERS[,matcher=batched|"
-                            f"per-sample][,threads=N][,nice=N][,prefetch=N]") from None
+                            f"per-sample][,threads=N][,nice=N][,prefetch=N][,compute=VARIANT]") from None
         if spec.workers < 0 or spec.prefetch < 1 or (spec.threads is not None and spec.threads < 0) \
                 or not 0 <= spec.nice <= 19:
             raise UserError(f"--loader-variants: value out of range in {text!r}")
@@ -191,6 +202,8 @@ class LoaderSpec:
             parts.append(f"nice={self.nice}")
         if self.prefetch != 2 and self.workers:
             parts.append(f"prefetch={self.prefetch}")
+        if self.compute != "default":
+            parts.append(self.compute)
         return " ".join(parts)
 
 
@@ -221,6 +234,8 @@ def batch_stream(root: Path, cfg, args: argparse.Namespace, spec: LoaderSpec, de
     if len(dataset) < args.batch_size:
         raise UserError(f"{root}: {len(dataset)} training images, fewer than --batch-size {args.batch_size}")
     needed = args.batch_size * (args.warmup + args.repeats * (args.steps + spec.workers * spec.prefetch) + 1)
+    if args.duration or args.warmup_seconds:  # one long epoch for the whole run (up to ~20k images/s)
+        needed = max(needed, int(20000 * (args.duration + args.warmup_seconds * (1 + args.repeats) + 10)))
     if needed > len(dataset):
         dataset = ConcatDataset([dataset] * -(-needed // len(dataset)))
     epoch = 0
@@ -250,8 +265,10 @@ class Case:
     compute: ComputeSettings
     spec: LoaderSpec | None = None
     drain: int = 0  # prefetched batches to throw away before a round
+    batch_size: int = 0
     rounds: list[float] = field(default_factory=list)  # images/s per round
-    step_ms: list[float] = field(default_factory=list)
+    round_images: list[int] = field(default_factory=list)  # images timed per round
+    step_ms: list[float] = field(default_factory=list)  # mean step wall ms per round
     wait_ms: list[float] = field(default_factory=list)  # time spent waiting for the batch
     first_batch_ms: float | None = None
     cpu_s: list[float] = field(default_factory=list)  # main-process CPU seconds per round
@@ -283,26 +300,40 @@ def children_cpu_seconds() -> float:
     return total / tick
 
 
-def run_steps(case: Case, n: int, record: bool) -> float:
-    """``n`` training steps; returns their wall seconds (batch fetch included)."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_steps(case: Case, n: int, record: bool, min_seconds: float = 0.0) -> tuple[float, int]:
+    """Training steps in chunks of ``n`` until at least ``min_seconds`` have passed (one chunk when
+    0); returns ``(wall seconds, steps)``, batch fetches included. The device is synchronised
+    once per chunk, not per step, as the training loop itself runs (no host sync per step)."""
+    if n <= 0 and min_seconds <= 0:
+        return 0.0, 0
+    n = max(1, n)
     c0, w0 = time.process_time(), children_cpu_seconds()
     t_start = time.perf_counter()
-    for i in range(n):
-        t0 = time.perf_counter()
-        batch = case.next_batch()
-        t1 = time.perf_counter()
-        if case.trainer.train_step(batch, epoch=0, step=i, steps_per_epoch=STEPS_PER_EPOCH) is None:
-            log.warning("%s %s: non-finite loss, step skipped", case.net, case.label)
-        if case.trainer.device.type == "cuda":
-            torch.cuda.synchronize(case.trainer.device)
-        t2 = time.perf_counter()
-        if record:
-            case.step_ms.append(1e3 * (t2 - t0))
-            case.wait_ms.append(1e3 * (t1 - t0))
+    steps, waits = 0, []
+    while True:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            batch = case.next_batch()
+            waits.append(time.perf_counter() - t0)
+            if case.trainer.train_step(batch, epoch=0, step=steps, steps_per_epoch=STEPS_PER_EPOCH) is None:
+                log.warning("%s %s: non-finite loss, step skipped", case.net, case.label)
+            steps += 1
+        _sync(case.trainer.device)
+        elapsed = time.perf_counter() - t_start
+        if elapsed >= min_seconds:
+            break
     if record:
+        case.step_ms.append(1e3 * elapsed / steps)
+        case.wait_ms.extend(1e3 * w for w in waits)
+        case.round_images.append(steps * case.batch_size)
         case.cpu_s.append(time.process_time() - c0)
         case.worker_cpu_s.append(max(0.0, children_cpu_seconds() - w0))
-    return time.perf_counter() - t_start
+    return elapsed, steps
 
 
 def build_cases(net_name: str, root: Path, num_classes: int, args: argparse.Namespace,
@@ -318,17 +349,22 @@ def build_cases(net_name: str, root: Path, num_classes: int, args: argparse.Name
     batches = [tuple(t.to(device) for t in next(stream)) for _ in range(args.compute_batches)]
     stream.close()
     cases = [Case(net_name, "compute", "compute-only", trainer, itertools.cycle(batches).__next__, base)]
+    trainers = {base: trainer}  # one net + optimizer per compute setting, shared by its bound and loaders
     for name in args.compute_variants:
         cs = ComputeSettings.parse(name, base, auto_layout)
-        if cs != base:
-            cases.append(Case(net_name, "compute", f"compute-only {name}",
-                              make_trainer(net_name, num_classes, args, device, cs),
+        if cs not in trainers:
+            trainers[cs] = make_trainer(net_name, num_classes, args, device, cs)
+            cases.append(Case(net_name, "compute", f"compute-only {name}", trainers[cs],
                               itertools.cycle(batches).__next__, cs))
     specs = [LoaderSpec(w) for w in args.workers] + [LoaderSpec.parse(v) for v in args.loader_variants]
     for spec in specs:
+        cs = ComputeSettings.parse(spec.compute, base, auto_layout)
+        if cs not in trainers:  # a loader's compute setting without its own bound: no ratio to it but the base's
+            trainers[cs] = make_trainer(net_name, num_classes, args, device, cs)
+        loader_trainer = trainers[cs]
         case = Case(net_name, "loader", f"loader {spec.label}",
-                    replace(trainer, matcher=None) if spec.matcher == "per-sample" else trainer,
-                    lambda: None, base, spec, drain=spec.workers * spec.prefetch)
+                    replace(loader_trainer, matcher=None) if spec.matcher == "per-sample" else loader_trainer,
+                    lambda: None, cs, spec, drain=spec.workers * spec.prefetch)
         case.next_batch = batch_stream(root, cfg, args, spec, device,
                                        on_first=partial(_set_first, case)).__next__
         cases.append(case)
@@ -342,27 +378,37 @@ def _set_first(case: Case, seconds: float) -> None:
 
 def measure(cases: list[Case], args: argparse.Namespace) -> None:
     for case in cases:
+        case.batch_size = args.batch_size
         warmup = args.warmup + (args.compile_warmup if case.compute.compile else 0)
-        t = run_steps(case, warmup, record=False)
-        log.info("%s %s: warm-up %d steps in %.1f s", case.net, case.label, warmup, t)
+        t, n = run_steps(case, warmup, record=False, min_seconds=args.warmup_seconds)
+        log.info("%s %s: warm-up %d steps in %.1f s", case.net, case.label, n, t)
+    round_seconds = args.duration / args.repeats if args.duration else 0.0
     for r in range(args.repeats):
         for case in cases:
-            for _ in range(case.drain):
-                case.next_batch()
-            seconds = run_steps(case, args.steps, record=True)
-            case.rounds.append(args.steps * args.batch_size / seconds)
-            log.info("round %d %s %s: %.2f images/s", r, case.net, case.label, case.rounds[-1])
+            if args.duration:
+                # a timed round should start with the loader in its steady state: the batches it
+                # prefetched while other cases ran are used by untimed steps while it refills
+                run_steps(case, case.drain, record=False)
+            else:
+                for _ in range(case.drain):
+                    case.next_batch()
+            seconds, steps = run_steps(case, args.steps, record=True, min_seconds=round_seconds)
+            case.rounds.append(steps * args.batch_size / seconds)
+            log.info("round %d %s %s: %.2f images/s (%d steps, %.1f s)", r, case.net, case.label,
+                     case.rounds[-1], steps, seconds)
 
 
 def results_of(cases: list[Case], args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     bound = cases[0]
+    bounds = {c.compute: c for c in cases if c.mode == "compute"}
     out = []
     for c in cases:
         ratios = [a / b for a, b in zip(c.rounds, bound.rounds)]
-        n_img = args.steps * args.batch_size
-        cpu_ms = 1e3 * statistics.median(c.cpu_s) / n_img
-        worker_ms = 1e3 * statistics.median(c.worker_cpu_s) / n_img
-        bound_ms = 1e3 * statistics.median(bound.cpu_s) / n_img
+        own = bounds.get(c.compute)
+        own_ratios = [a / b for a, b in zip(c.rounds, own.rounds)] if own else []
+        cpu_ms = 1e3 * sum(c.cpu_s) / sum(c.round_images)
+        worker_ms = 1e3 * sum(c.worker_cpu_s) / sum(c.round_images)
+        bound_ms = 1e3 * sum(bound.cpu_s) / sum(bound.round_images)
         spec = c.spec
         out.append({
             "bench": "train", "net": c.net, "mode": c.mode, "case": c.label,
@@ -375,12 +421,16 @@ def results_of(cases: list[Case], args: argparse.Namespace, device: torch.device
             "images_per_s": round(statistics.median(c.rounds), 2),
             "images_per_s_rounds": [round(x, 2) for x in c.rounds],
             "ratio": round(statistics.median(ratios), 3),
+            # to the bound of the same compute settings (a loader with compute=amp: to the amp bound)
+            "ratio_to_own_bound": round(statistics.median(own_ratios), 3) if own_ratios else None,
             "median_step_ms": round(statistics.median(c.step_ms), 1),
             "mean_wait_ms": round(statistics.fmean(c.wait_ms), 1),
             "first_batch_ms": round(c.first_batch_ms, 1) if c.first_batch_ms is not None else None,
             "cpu_ms_per_image": round(cpu_ms, 2), "worker_cpu_ms_per_image": round(worker_ms, 2),
             "cpu_ratio": round(bound_ms / max(1e-9, cpu_ms + worker_ms), 3),
-            "steps": args.steps, "repeats": args.repeats, common.LOAD_KEY: common.load_average(),
+            "steps": args.steps, "repeats": args.repeats, "duration_s": args.duration,
+            "warmup_seconds": args.warmup_seconds, "timed_images": sum(c.round_images),
+            "timed_s": round(sum(n / x for n, x in zip(c.round_images, c.rounds)), 2), common.LOAD_KEY: common.load_average(),
             "malloc": malloc_setting(args), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__,
         })
@@ -436,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=6, help="timed steps per case and round")
     p.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed steps per case first")
+    p.add_argument("--warmup-seconds", type=non_negative_float, default=0.0,
+                   help="untimed warm-up per case of at least this many seconds (in chunks of --steps steps; "
+                        "cuDNN autotuning, allocator growth, loader ramp-up), after the --warmup steps")
+    p.add_argument("--duration", type=non_negative_float, default=0.0,
+                   help="timed seconds per case, split over --repeats rounds, each round a whole number of "
+                        "--steps chunks (default 0: one chunk of --steps steps per round)")
     p.add_argument("--compile-warmup", type=non_negative_int, default=3,
                    help="extra warm-up steps for torch.compile cases (compilation)")
     p.add_argument("--compute-batches", type=positive_int, default=4,

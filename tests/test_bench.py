@@ -21,6 +21,12 @@ BENCH_CASES = [
     # batch-1 latency: eager, folded + channels_last, ONNX Runtime, torchvision reference
     pytest.param("bench/inference.py", ["--nets", "mb2-ssd-lite", "--resolution", "160", "--repeats", "2",
                                         "--warmup", "1", "--threads", "1"], id="inference"),
+    # the user-facing predict(image): upstream's way, our Predictor on the plain net, create_predictor's default
+    pytest.param("bench/inference.py", ["--predict", "--nets", "mb2-ssd-lite", "--resolution", "160", "--repeats",
+                                        "2", "--warmup", "1", "--threads", "1", "--image-size", "200", "150"],
+                 id="inference_predict"),
+    # bf16 autocast NaN hunt: a random training step per layout, every module output and gradient checked
+    pytest.param("bench/bf16_nan.py", ["--resolution", "64", "--steps", "1", "--threads", "1"], id="bf16_nan"),
     # training data pipeline, fast and baseline
     pytest.param("bench/data.py", ["--images", "8", "--dataset-images", "4", "--image-size", "160", "120",
                                    "--repeats", "2", "--baseline"], id="data"),
@@ -33,6 +39,9 @@ BENCH_CASES = [
     pytest.param("bench/time_to_accuracy.py", ["--minutes", "0.4", "--train-images", "16", "--val-images", "4",
                                                "--", "--resolution", "64", "--batch-size", "8", "--workers", "0"],
                  id="time_to_accuracy"),
+    # dataset preparation: COCO annotation index and synthetic picture generation (were timing asserts in tests)
+    pytest.param("bench/datasets.py", ["--index-images", "500", "--index-boxes", "2000", "--generate", "2"],
+                 id="datasets"),
     # background images: one tiny training run per hard-negative mining rule, then AP and false positives
     pytest.param("bench/background_mining.py", ["--work", "{tmp}", "--train", "12", "--val", "6", "--epochs", "1",
                                                 "--resolution", "64", "--workers", "0", "--rules",
@@ -50,6 +59,6 @@ def test_bench_script_runs(script: str, args: list[str], tmp_path) -> None:
     assert records, f"{script} printed no JSON result line:\n{r.stdout[-2000:]}"
     assert all(isinstance(rec, dict) and rec.get("bench") for rec in records)
     # one spelling of the load average (bench/common.py) where a result records it
-    assert all("load_avg_1min" in rec for rec in records if rec["bench"] in ("eval", "inference", "train"))
+    assert all("load_avg_1min" in rec for rec in records if rec["bench"] in ("eval", "inference", "predict", "train"))
     table = [line for line in r.stdout.splitlines() if line.strip() and not line.startswith("{")]
     assert table, f"{script} printed no table"

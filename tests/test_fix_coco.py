@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import fix_coco_annotations as fca
-from tests.conftest import run_script as _run_script
+from tests.conftest import REPO, run_script as _run_script
 
 CATS = [(1, "person"), (3, "car"), (18, "dog"), (90, "toothbrush")]  # gapped, like COCO
 

@@ -137,3 +137,51 @@ def test_default_predictor_runs_a_folded_copy_with_the_same_detections(factory: 
     image = (np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)
     for a, b in zip(folded.predict(image, prob_threshold=0.0), plain.predict(image, prob_threshold=0.0)):
         torch.testing.assert_close(a.float(), b.float(), atol=1e-3, rtol=1e-4)
+
+
+# one net per family (mb1, mb1-lite, mb2-lite, SqueezeNet, mb3, torchvision mb3, VGG) at small inputs
+FAMILIES = [("mb1-ssd", 160), ("mb1-ssd-lite", 160), ("mb2-ssd-lite", 160), ("sq-ssd-lite", 160),
+            ("mb3-large-ssd-lite", 160), ("mb3-small-ssd-lite-tv", 160), ("vgg16-ssd", 300)]
+
+
+@pytest.mark.parametrize("name,size", FAMILIES)
+def test_default_predictor_is_folded_channels_last_on_cpu_and_matches(name: str, size: int) -> None:
+    """What every user-facing path runs (create_predictor's default): on the CPU the net is folded
+    and its convolution weights are channels_last, and its outputs equal the unfused net's (1e-4)."""
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    net = registry.create_net(name, 5, resolution=size, is_test=True).eval()
+    _randomize_bn(net)
+    fast, plain = create_predictor(net, device="cpu"), create_predictor(net, optimize=False, device="cpu")
+    assert count_batch_norms(fast.net) == (1 if name == "vgg16-ssd" else 0)
+    weights = [m.weight for m in fast.net.modules() if isinstance(m, nn.Conv2d)]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    assert any(not w.is_contiguous() for w in weights)  # really NHWC, not only 1x1 shapes that are both
+    x = torch.randn(1, 3, size, size)
+    for a, b in zip(fast.run(x), plain.run(x)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_default_predictor_on_cuda_folds_without_channels_last(monkeypatch) -> None:
+    """On CUDA the factory folds but keeps NCHW weights (channels_last is measured faster only on
+    the CPU); checked without a GPU by watching what create_predictor asks for."""
+    from vision.ssd import predictor as predictor_module
+
+    seen = {}
+
+    def fake_optimize(net, *, channels_last):
+        seen["channels_last"] = channels_last
+        return fold_batch_norm(net)
+
+    class NoMove:  # a Predictor would move the net to the (absent) GPU
+        def __init__(self, net, *args, **kwargs) -> None:
+            self.net = net
+
+    monkeypatch.setattr(predictor_module, "optimize_for_inference", fake_optimize)
+    monkeypatch.setattr(predictor_module, "Predictor", NoMove)
+    net = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
+    out = predictor_module.create_predictor(net, device="cuda")
+    assert seen == {"channels_last": False} and count_batch_norms(out.net) == 0
+    predictor_module.create_predictor(net, device="cpu")
+    assert seen == {"channels_last": True}

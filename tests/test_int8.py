@@ -48,7 +48,60 @@ def test_int8_export_runs_and_stays_close_to_fp32(tmp_path):
     assert np.abs(outs[0][0] - outs[1][0]).max() < 0.05  # scores
     assert np.abs(outs[0][1] - outs[1][1]).max() < 0.05  # boxes, 0..1
     assert not np.array_equal(outs[0][0], outs[1][0])  # really another model
+    assert_net_quantized_head_float(model, np.int8)
 
     r = subprocess.run([sys.executable, str(REPO / "onnx_export.py"), "--input", "m.pth", "--int8"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--calibration-data" in r.stderr and "Traceback" not in r.stderr
+
+
+def assert_net_quantized_head_float(model, activation_dtype) -> None:
+    """Every Conv reads quantized weights and activations; Softmax and the box decoding stay float."""
+    from onnx import helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear"
+                         and producer[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    assert producer[softmax.input[0]].op_type != "DequantizeLinear"
+    exp = next(n for n in model.graph.node if n.op_type == "Exp")  # box decoding
+    assert producer[exp.input[0]].op_type != "DequantizeLinear"
+    zero_points = {i.name: i for i in model.graph.initializer}
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert q and all(helper.tensor_dtype_to_np_dtype(zero_points[n.input[2]].data_type) == activation_dtype
+                     for n in q)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("net_name", ["mb1-ssd-lite", "mb2-ssd-lite"])
+def test_cpu_target_uint8_activations(net_name, tmp_path):
+    """target "cpu": uint8 activations (ONNX Runtime's fast U8S8 path), every Conv (+ReLU6) quantized."""
+    import onnx
+    import onnxruntime as ort
+
+    from onnx_export import export_bytes, make_test_image
+    from vision.ssd.detectnet import DetectNetTransform
+    from vision.ssd.input_adapter import ExportNet
+    from vision.ssd.int8 import quantize_int8
+    from vision.ssd.registry import create_net
+
+    torch.manual_seed(0)
+    net = create_net(net_name, 3, resolution=96, is_test=True)
+    net.eval()
+    graph = ExportNet(net, net.config.image_mean, net.config.image_std).eval()
+    transform = DetectNetTransform(96)
+    x = transform(make_test_image(seed=3)).unsqueeze(0)
+    fp32 = export_bytes(graph, x, 13, False)
+    images = []
+    for k in range(4):
+        images.append(tmp_path / f"{k}.png")
+        cv2.imwrite(str(images[-1]), make_test_image(120, 160, seed=k))
+    data = quantize_int8(fp32, tmp_path / "q.onnx", images, transform, target="cpu")
+    assert_net_quantized_head_float(onnx.load_from_string(data), np.uint8)
+    outs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(["scores", "boxes"], {"input_0": x.numpy()})
+            for b in (fp32, data)]
+    assert np.abs(outs[0][0] - outs[1][0]).max() < 0.05
+    assert np.abs(outs[0][1] - outs[1][1]).max() < 0.05
+    with pytest.raises(Exception, match="target"):
+        quantize_int8(fp32, tmp_path / "r.onnx", images, transform, target="gpu")

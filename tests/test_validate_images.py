@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import validate_image_files as vif
-from tests.conftest import run_script as _run_script
+from tests.conftest import REPO, run_script as _run_script
 
 GOOD = ["rgb.jpg", "gray.jpg", "pic.png", "sub/nested.jpg", "trailing.jpg"]
 BAD = {"truncated.jpg": "truncated JPEG", "empty.jpg": "zero-byte", "notes.jpg": "OpenCV cannot decode",

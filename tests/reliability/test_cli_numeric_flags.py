@@ -1,5 +1,5 @@
 """Every numeric flag of every script, given 0, negative, non-finite, non-numeric and absurd values,
-is a usage error (exit 2, argparse's one-line message), found by walking each script's parser so a
+is a usage error (exit 2, one line ``script.py: error: ... (see --help)``), found by walking each script's parser so a
 new flag is tested the day it is added.
 
 A flag for which 0 or an unbounded value is meaningful must be listed in ZERO_OK / UNBOUNDED_OK
@@ -175,7 +175,8 @@ def test_numeric_flag_value(script, dest, kind, value, ok, capsys):
         pytest.fail(f"{script} {argv[-1]} accepted: {dest}={getattr(ns, dest)!r}")
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "usage:" in err and "error: argument" in err and "Traceback" not in err, err
+    assert "error: argument" in err and "(see --help)" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no usage block
 
 
 _CACHE: list = []

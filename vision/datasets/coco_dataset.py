@@ -410,6 +410,9 @@ class COCODataset(DetectionDataset):
         kept = np.flatnonzero(keep_img)
         self.image_ids: list[int] = images.ids[kept].tolist()
         self._file_names: list[str] = [images.file_names[k] for k in kept]
+        # listed in the file but not on disk: evaluation scores them as images without detections (as
+        # the COCO server would), so a missing picture never turns the score into one of a subset
+        self.missing_image_ids: list[int] = images.ids[~present].tolist()
 
         n_empty_total = int((~has_box & present).sum())
         self.stats = {

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import json
 import logging
 import math
 import sys
@@ -436,6 +437,29 @@ def generate_yolo_dataset(out_dir: str | Path, num_train: int, num_val: int, see
 
 
 # ----------------------------------------------------------------------------- CLI
+def write_large_coco_json(path: str | Path, n_img: int = 118_287, n_ann: int = 860_001, seed: int = 0) -> None:
+    """A COCO-train-size annotation file (default: 118,287 images, 860,001 boxes, COCO's 80 gapped
+    category ids, 1 % crowd) without pictures: for the annotation loader's scale tests and benchmark."""
+    rng = np.random.default_rng(seed)
+    img_ids = np.sort(rng.choice(700_000, n_img, replace=False)) + 1
+    gaps = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+    cats = [{"supercategory": "s", "id": c, "name": f"class {c}"} for c in range(1, 91) if c not in gaps]
+    cat_ids = np.array([c["id"] for c in cats])
+    a_img = img_ids[rng.integers(0, n_img, n_ann)].tolist()
+    a_cat = cat_ids[rng.integers(0, len(cat_ids), n_ann)].tolist()
+    xy = np.round(rng.uniform(0, 500, (n_ann, 2)), 2).tolist()
+    wh = np.round(rng.uniform(1, 140, (n_ann, 2)), 2).tolist()
+    crowd = (rng.random(n_ann) < 0.01).astype(int).tolist()
+    # JSON text written directly: much faster than building 860k dicts and json.dump-ing them
+    images = ",".join(f'{{"license":1,"file_name":"{i:012d}.jpg","height":480,"width":640,"id":{i}}}'
+                      for i in img_ids.tolist())
+    anns = ",".join(f'{{"area":1.0,"iscrowd":{c},"image_id":{a},"bbox":[{p[0]},{p[1]},{q[0]},{q[1]}],'
+                    f'"category_id":{k},"id":{j}}}'
+                    for j, (a, k, p, q, c) in enumerate(zip(a_img, a_cat, xy, wh, crowd), start=1))
+    with open(path, "w") as f:
+        f.write(f'{{"info":{{}},"images":[{images}],"annotations":[{anns}],"categories":{json.dumps(cats)}}}')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python3 -m vision.datasets.synthetic",

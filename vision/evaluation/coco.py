@@ -244,7 +244,13 @@ def evaluate_coco_dataset(dataset: Any, detections: Sequence[ImageDetections], b
         raise UserError(f"{dataset.ann_file}: categories {unknown[:5]} of the dataset's labels are not in "
                         f"the annotation file")
     eval_results = [dict(r, category_id=to_file[r["category_id"]]) for r in results]
-    metrics = coco_evaluate(coco_gt, eval_results, image_ids, backend)
+    missing = [int(i) for i in getattr(dataset, "missing_image_ids", [])]
+    metrics = coco_evaluate(coco_gt, eval_results, image_ids + missing, backend)
+    metrics["images"] = {"listed": len(image_ids) + len(missing), "scored": len(image_ids),
+                         "missing_on_disk": len(missing)}
+    metrics["images_note"] = scored_images_note(metrics["images"])
+    if missing:
+        log.warning("%s", metrics["images_note"])
     names = list(dataset.class_names)
     metrics["per_class"] = {
         names[label]: metrics["per_category"].get(to_file[orig], float("nan"))
@@ -252,6 +258,14 @@ def evaluate_coco_dataset(dataset: Any, detections: Sequence[ImageDetections], b
     }
     metrics["results"] = results
     return metrics
+
+
+def scored_images_note(images: dict) -> str:
+    """"scored 99 of 100 listed images; 1 missing on disk counted as no detections"."""
+    note = f"scored {images['scored']} of {images['listed']} listed images"
+    if images.get("missing_on_disk"):
+        note += f"; {images['missing_on_disk']} missing on disk counted as no detections"
+    return note
 
 
 class CocoImageList:

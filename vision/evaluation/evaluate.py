@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vision.evaluation.coco import STAT_NAMES, evaluate_coco_dataset
+from vision.evaluation.coco import STAT_NAMES, evaluate_coco_dataset, scored_images_note
 from vision.evaluation.detection import ImageDetections, detect_dataset
 from vision.evaluation.voc import collect_ground_truth, voc_average_precisions
 from vision.ssd.predictor import create_predictor
@@ -102,7 +102,7 @@ def compute_metrics(dataset: Any, detections: Sequence[ImageDetections], *, use_
         mean_ap, ap50 = (float("nan") if v < 0 else v for v in m["stats"][:2])
         out = {"mAP": mean_ap, "AP50": ap50, "metric": name, "per_class": m["per_class"],
                "stats": m["stats"], "summary": m["summary"], "results": m["results"],
-               "coco_backend": m["backend"]}
+               "coco_backend": m["backend"], "images": m["images"], "images_note": m["images_note"]}
         out.update({f"coco/{n}": v for n, v in zip(STAT_NAMES, m["stats"])})
         if not math.isfinite(mean_ap):
             out["note"] = NO_GROUND_TRUTH
@@ -116,7 +116,9 @@ def compute_metrics(dataset: Any, detections: Sequence[ImageDetections], *, use_
     else:
         ap50 = _nanmean(voc_average_precisions(detections, ground_truth, len(class_names), 0.5,
                                                use_2007_metric).values())
-    out = {"mAP": mean_ap, "AP50": ap50, "metric": name, "per_class": per_class}
+    images = {"listed": len(dataset), "scored": len(dataset), "missing_on_disk": 0}
+    out = {"mAP": mean_ap, "AP50": ap50, "metric": name, "per_class": per_class, "images": images,
+           "images_note": scored_images_note(images)}
     if not math.isfinite(mean_ap):
         out["note"] = NO_GROUND_TRUTH
     return out

@@ -5,6 +5,18 @@ Why static QDQ with per-channel weights: it is what both runtimes execute as int
 TensorRT calibration cache, and per-channel scales keep depthwise convolutions (MobileNets) usable.
 Calibration images get exactly the graph's preprocessing (``transform``), so the activation ranges
 are the ones the deployed model sees.
+
+What is quantized, and why (measured with bench/deploy.py, bench/README.md "Deployment"):
+- the graph is first pre-processed (``quant_pre_process``: constant folding): the exporter passes
+  some convolution biases through Identity nodes, which the quantizer does not recognize as
+  initializers (mb1-ssd-lite: 2-3 more convolutions end up fused to int8 with it);
+- only the backbone and heads are quantized: Conv and the activation right after it (Relu, ReLU6 as
+  Clip). The head's Reshape/Transpose/Concat, the Softmax and the box decoding stay float: they are
+  cheap, and in int8 they only add Q/DQ pairs and rounding of the scores and boxes;
+- activations: ``target="tensorrt"`` (default) int8 with zero point 0, what TensorRT requires;
+  ``target="cpu"`` uint8 with a zero point (ONNX Runtime's U8S8): on an AVX2 CPU without VNNI only
+  U8S8 fuses every Conv+Relu into one QLinearConv; with symmetric int8 activations ONNX Runtime keeps
+  the Relus in float and leaves depthwise convolutions unfused, and the model is slower than fp32.
 """
 from __future__ import annotations
 
@@ -12,7 +24,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,11 +66,31 @@ def _batches(paths: Sequence[Path], transform: Callable[[np.ndarray], torch.Tens
         log.warning("%d of %d calibration images could not be read", skipped, len(paths))
 
 
+TARGETS = ("tensorrt", "cpu")
+QUANTIZED_OPS = ("Conv", "Relu", "Clip")  # the net; head reshaping, Softmax and box decoding stay float
+
+
+def activation_nodes_to_exclude(model: Any) -> list[str]:
+    """Relu/Clip nodes that are not a Conv's activation (the box decoding's clamps): left in float."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    return [n.name for n in model.graph.node if n.op_type in ("Relu", "Clip")
+            and (n.input[0] not in producer or producer[n.input[0]].op_type != "Conv")]
+
+
 def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
-                  transform: Callable[[np.ndarray], torch.Tensor], input_name: str = "input_0") -> bytes:
-    """Write the QDQ int8 model of ``model_bytes`` to ``output`` (atomically) and return its bytes."""
+                  transform: Callable[[np.ndarray], torch.Tensor], input_name: str = "input_0",
+                  target: str = "tensorrt") -> bytes:
+    """Write the QDQ int8 model of ``model_bytes`` to ``output`` (atomically) and return its bytes.
+
+    ``target``: "tensorrt" (int8 symmetric activations, also runs on ONNX Runtime) or "cpu" (uint8
+    activations: ONNX Runtime's fast path on x86 CPUs; TensorRT rejects it).
+    """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if target not in TARGETS:
+        raise UserError(f"INT8 target must be one of {', '.join(TARGETS)}, not {target!r}")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -74,12 +106,18 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
 
     reader = Reader()
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model_bytes)
+        if target == "tensorrt":  # TensorRT takes only int8 with zero point 0
+            activations = dict(activation_type=QuantType.QInt8, extra_options={"ActivationSymmetric": True})
+        else:
+            activations = dict(activation_type=QuantType.QUInt8)
         try:
-            quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            extra_options={"ActivationSymmetric": True})  # TensorRT wants symmetric activations
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            exclude = activation_nodes_to_exclude(onnx.load(str(pre)))
+            quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
+                            nodes_to_exclude=exclude, **activations)
         except UserError:
             raise
         except Exception as e:  # ONNX Runtime's own exception types
@@ -92,8 +130,9 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
         from vision.ssd.onnx_metadata import add_metadata
 
         meta["precision"] = '"int8"'
+        meta["int8_target"] = f'"{target}"'
         data = add_metadata(data, meta)
     with atomic_write(output, "wb") as f:
         f.write(data)
-    log.info("calibrated on %d images", reader.count)
+    log.info("calibrated on %d images (%s activations)", reader.count, "uint8" if target == "cpu" else "int8")
     return data

@@ -88,12 +88,16 @@ class BatchedMatcher(_PriorMatcher):
         ious = ious.masked_fill(~valid.unsqueeze(1), -1.0)
         best_iou, best_idx = ious.max(dim=2)  # [B, N]
         best_prior = ious.argmax(dim=1)  # [B, K]
-        # force each real box onto its best prior; later boxes win ties, as in assign_priors
-        batch_idx = torch.arange(b, device=device).unsqueeze(1).expand(b, k)
+        # force each real box onto its best prior; later boxes win ties, as in assign_priors (the
+        # largest box index per prior). Fixed shapes (padding goes to a spare column n): no
+        # data-dependent indexing, so the host does not wait for the device here
         target_idx = torch.arange(k, device=device).unsqueeze(0).expand(b, k)
-        vb, vp, vt = batch_idx[valid], best_prior[valid], target_idx[valid]
-        best_idx[vb, vp] = vt
-        best_iou[vb, vp] = 2.0
+        slot = torch.where(valid, best_prior, n)
+        forced = torch.full((b, n + 1), -1, dtype=torch.int64, device=device)
+        forced = forced.scatter_reduce(1, slot, target_idx, reduce="amax")[:, :n]
+        hit = forced >= 0
+        best_idx = torch.where(hit, forced, best_idx)
+        best_iou = best_iou.masked_fill(hit, 2.0)
         matched_labels = torch.gather(labels, 1, best_idx)
         matched_labels = matched_labels.masked_fill(best_iou < self.iou_threshold, 0)
         matched_boxes = torch.gather(boxes, 1, best_idx.unsqueeze(-1).expand(b, n, 4))

@@ -83,7 +83,11 @@ def load_onnx_model(path: str | os.PathLike, *, net_name: str | None = None, lab
         if isinstance(num_classes, int) and num_classes != len(class_names):
             raise UserError(f"{path} outputs {num_classes} classes but {label_file} has {len(class_names)} "
                             f"(BACKGROUND included)")
-        cfg = get_config(name, predictor.size, width_mult=width_mult or 1.0)
+        try:
+            cfg = get_config(name, predictor.size, width_mult=width_mult or 1.0)
+        except UserError:  # e.g. vgg16-ssd cannot take 64 px: say the net does not fit, not PyTorch's kernel sizes
+            raise UserError(f"{path} takes {predictor.size} px input, which {name} cannot: is it a {name} model? "
+                            f"(the file does not say; give the net it was exported from)") from None
         if isinstance(num_priors, int) and cfg.num_priors != num_priors:
             raise UserError(f"{path} has {num_priors} priors, but {name} at {predictor.size} px has "
                             f"{cfg.num_priors}: is it a {name} model?")

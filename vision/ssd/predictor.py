@@ -65,6 +65,14 @@ class Predictor:
     def predict(self, image: np.ndarray, top_k: int = -1, prob_threshold: float | None = None) -> Detections:
         """Detect objects in one RGB uint8 ``HxWx3`` image.
 
+        ``prob_threshold`` (default: the predictor's ``filter_threshold``) drops (box, class) pairs
+        scoring at or below it; each class keeps its ``candidate_size`` best, NMS runs per class.
+        ``top_k`` counts per image: after NMS, the ``top_k`` best detections of all classes together
+        (``top_k <= 0``: all). Upstream's ``Predictor.predict`` applied it per class: each class's
+        ``top_k`` best after NMS, so up to ``top_k`` x (classes) detections in all. The two agree
+        when ``top_k <= 0`` (the default) or the net has one object class; else ours returns at most
+        ``top_k`` boxes, the image's best, where upstream could return more.
+
         Returns:
             boxes [K, 4] corner form in pixels, labels [K] int64 (1..C-1), probs [K], best first.
         """

@@ -139,6 +139,33 @@ def restore_buffers(net: nn.Module, saved: list[torch.Tensor]) -> None:
         b.copy_(s)
 
 
+class _DeviceFlag:
+    """A 0-d bool tensor on its way to the host. On CUDA the copy goes to pinned memory behind
+    the work queued so far and ``read`` waits for that point only, not for what is queued after
+    it (a ``.item()`` there would wait for the whole queue)."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self._value = value
+        self._event = None
+        if value.is_cuda:
+            self._value = value.to("cpu", non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+
+    def read(self) -> bool:
+        if self._event is not None:
+            self._event.synchronize()
+        return bool(self._value)
+
+
+def _host_floats(values: list) -> list[float]:
+    """Floats of 0-d tensors (one device-to-host copy for all) or numbers, in order; the same
+    values ``float(t.item())`` would give one by one."""
+    tensors = [v.reshape(()) for v in values if isinstance(v, torch.Tensor)]
+    host = iter(torch.stack(tensors).tolist() if tensors else [])
+    return [next(host) if isinstance(v, torch.Tensor) else float(v) for v in values]
+
+
 @dataclass
 class Trainer:
     """Everything a training or validation step needs.
@@ -168,49 +195,58 @@ class Trainer:
     def losses(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(regression_loss, classification_loss, batch size)`` of one batch (losses in fp32)."""
         images, a, b = batch
+        # non_blocking: from a pinned batch (pin_memory=True on CUDA) the copies overlap the work queued before
         images = images.to(self.device, non_blocking=True)
-        if self.matcher is not None:
-            locations, labels = self.matcher(a.to(self.device), b.to(self.device))
-        else:
-            locations, labels = a.to(self.device), b.to(self.device)
+        a, b = a.to(self.device, non_blocking=True), b.to(self.device, non_blocking=True)
+        locations, labels = self.matcher(a, b) if self.matcher is not None else (a, b)
         with self.autocast():
             confidence, predicted = model(images)
         reg, cls = self.criterion(confidence.float(), predicted.float(), labels, locations)
         return reg, cls, int(images.size(0))
 
-    def train_step(self, batch, epoch: int, step: int, steps_per_epoch: int) -> tuple[float, float, int] | None:
+    def train_step(self, batch, epoch: int, step: int,
+                   steps_per_epoch: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """One optimizer step; ``None`` when it was skipped for a non-finite loss (same on every rank).
+
+        Returns ``(regression_loss, classification_loss, batch size)`` with the losses as detached
+        0-d tensors on the device: reading them is the caller's choice (``train_epoch`` reads them
+        every ``debug_steps`` steps), so a step does not wait for the device to finish.
 
         A skipped step leaves the net exactly as it was, buffers included: the forward pass has
         already updated BatchNorm's running statistics (with NaN, from a NaN batch), so they are
         snapshotted before it and put back (a few hundred KB: cheap next to the step).
+
+        The finite-loss decision needs the loss on the host. So that it does not drain the GPU's
+        queue, the backward pass is queued first (its gradients are thrown away on a skipped step)
+        and the host waits only for the loss itself (``_DeviceFlag``); on a CPU that is the same as
+        reading it at once.
         """
         self.schedule.set_position(epoch, step, steps_per_epoch)
         buffers = snapshot_buffers(self.net)
         reg, cls, n = self.losses(self.model, batch)
         loss = reg + cls
-        finite = bool(torch.isfinite(loss).item())
-        if distributed.any_rank(not finite, self.device):
+        finite = _DeviceFlag(torch.isfinite(loss))
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.scaler
+        scaled = scaler is not None and scaler.is_enabled()
+        (scaler.scale(loss) if scaled else loss).backward()
+        if distributed.any_rank(not finite.read(), self.device):
             self.optimizer.zero_grad(set_to_none=True)
             restore_buffers(self.net, buffers)
             self.guard.bad(epoch, step, self.optimizer.param_groups[-1]["lr"])
             return None
         self.guard.ok()
-        self.optimizer.zero_grad(set_to_none=True)
-        scaler = self.scaler
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
+        if scaled:
             if self.grad_clip:
                 scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
             scaler.step(self.optimizer)
             scaler.update()
         else:
-            loss.backward()
             if self.grad_clip:
                 nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
             self.optimizer.step()
-        return float(reg.item()), float(cls.item()), n
+        return reg.detach(), cls.detach(), n
 
     def train_epoch(self, batches: Iterable, *, epoch: int, start_step: int, steps_per_epoch: int,
                     stats: EpochStats, stop: StopRequest | None = None, debug_steps: int = 10,
@@ -224,12 +260,40 @@ class Trainer:
         self.model.train()
         step = start_step
         window = EpochStats()
-        t_start = time.perf_counter()
+        pending: list[tuple] = []  # (reg, cls, images) of steps whose losses are still on the device
+        # losses are read (a host sync on a GPU) every debug_steps steps, or every 10 for a progress bar
+        read_every = debug_steps or (10 if progress is not None else 0)
+        t_start = t_window = time.perf_counter()
+
+        def read_losses() -> None:
+            nonlocal window, t_window
+            if not pending:
+                return
+            values = _host_floats([v for reg, cls, _ in pending for v in (reg, cls)])
+            for i, (_, _, n) in enumerate(pending):
+                reg, cls = values[2 * i], values[2 * i + 1]
+                stats.add(n, reg + cls, reg, cls)
+                window.add(n, reg + cls, reg, cls)
+            pending.clear()
+            now = time.perf_counter()
+            window.seconds += now - t_window
+            t_window = now
+            lr = self.optimizer.param_groups[-1]["lr"]
+            m = window.means()
+            images_per_s = window.images / max(window.seconds, 1e-9)
+            if progress is not None:
+                progress.set_postfix(loss=f"{m['loss']:.3f}", reg=f"{m['regression_loss']:.3f}",
+                                     cls=f"{m['classification_loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
+            if debug_steps and (step % debug_steps == 0 or step == steps_per_epoch):
+                log.info("Epoch: %d, Step: %d/%d, Avg Loss: %.4f, Avg Regression Loss: %.4f, "
+                         "Avg Classification Loss: %.4f, lr: %.3g, %.1f images/s", epoch, step, steps_per_epoch,
+                         m["loss"], m["regression_loss"], m["classification_loss"], lr, images_per_s)
+                window = EpochStats()
+
         iterator = iter(batches)
         while step < steps_per_epoch:
             if distributed.any_rank(stop is not None and stop.requested, self.device):
                 break
-            t0 = time.perf_counter()
             try:
                 batch = next(iterator)
                 out = self.train_step(batch, epoch, step, steps_per_epoch)
@@ -244,26 +308,16 @@ class Trainer:
             step += 1
             if after_step is not None:
                 after_step()
-            dt = time.perf_counter() - t0
             if out is None:
                 stats.skipped_steps += 1
                 continue
             reg, cls, n = out
-            stats.add(n * world_size, reg + cls, reg, cls)
-            window.add(n * world_size, reg + cls, reg, cls)
-            window.seconds += dt
-            lr = self.optimizer.param_groups[-1]["lr"]
+            pending.append((reg, cls, n * world_size))
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(loss=f"{reg + cls:.3f}", reg=f"{reg:.3f}", cls=f"{cls:.3f}",
-                                     lr=f"{lr:.2e}", img_s=f"{window.images / max(window.seconds, 1e-9):.1f}")
-            if debug_steps and (step % debug_steps == 0 or step == steps_per_epoch):
-                m = window.means()
-                log.info("Epoch: %d, Step: %d/%d, Avg Loss: %.4f, Avg Regression Loss: %.4f, "
-                         "Avg Classification Loss: %.4f, lr: %.3g, %.1f images/s", epoch, step, steps_per_epoch,
-                         m["loss"], m["regression_loss"], m["classification_loss"], lr,
-                         window.images / max(window.seconds, 1e-9))
-                window = EpochStats()
+            if read_every and (step % read_every == 0 or step == steps_per_epoch):
+                read_losses()
+        read_losses()  # every step taken counts in stats (a mid-epoch checkpoint saves them)
         stats.seconds += time.perf_counter() - t_start
         return step
 
@@ -272,13 +326,13 @@ class Trainer:
         """Mean loss over the validation batches (summed over every rank's share); with batches
         that count unreadable images (``build_loader(count_skips=True)``), ``val_skipped_images``."""
         self.net.eval()
-        sums = [0.0, 0.0, 0.0]
+        losses = []  # read once at the end: no host sync per batch
         for batch in batches:
             reg, cls, _ = self.losses(self.net, batch)
-            sums[0] += float(reg)
-            sums[1] += float(cls)
-            sums[2] += 1
+            losses += [reg, cls]
         self.net.train()
+        values = _host_floats(losses)
+        sums = [sum(values[0::2], 0.0), sum(values[1::2], 0.0), float(len(values) // 2)]
         counted = hasattr(batches, "skipped_images")
         reg, cls, n, skipped = distributed.all_reduce_sum(sums + [float(getattr(batches, "skipped_images", 0))],
                                                           self.device)

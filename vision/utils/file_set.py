@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from vision.utils.misc import Failure, atomic_write_json
+from vision.utils.misc import Failure, atomic_write_json, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,6 @@ class CommitJournalError(Failure):
 def pending_path(target: Path) -> Path:
     """Where the new version of ``target`` waits for the commit."""
     return target.with_name(f".{target.name}{PENDING_SUFFIX}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def finish_interrupted_commit(journal: Path, targets: Sequence[Path]) -> list[Path]:
@@ -73,7 +64,7 @@ def finish_interrupted_commit(journal: Path, targets: Sequence[Path]) -> list[Pa
             if pending.is_file():
                 os.replace(pending, target)
                 done.append(target)
-        _fsync_dir(journal.parent)
+        fsync_dir(journal.parent)
         journal.unlink()
         if done:
             log.warning("finished an interrupted write: %s replaced by their new versions",
@@ -115,9 +106,9 @@ def commit_files(journal: Path, writers: Sequence[tuple[Path, Callable[[IO[str]]
                 pending.unlink()
         raise
     folder = journal.parent
-    _fsync_dir(folder)
+    fsync_dir(folder)
     atomic_write_json(journal, {"files": [[p.name, t.name] for p, t in written]})  # the commit point
     for pending, target in written:
         os.replace(pending, target)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     journal.unlink()

@@ -98,6 +98,17 @@ def float_range(lo: float, hi: float, lo_open: bool = True, hi_open: bool = Fals
     return _number(float, lo, hi, lo_open, hi_open)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of every script: bad usage is one line, ``PROG: error: WHAT (see --help)``, exit 2.
+
+    argparse prints its whole usage block (29 lines for train_ssd.py) before the error; in a log
+    that hides the one line that matters. ``--help`` still shows the usage.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def add_log_level_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", "--log_level", default="info",
                         type=str.lower,
@@ -135,6 +146,14 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:
+        if e.filename is None:  # not about a path: a bug or the system, keep its traceback
+            raise
+        # a path the scripts' own checks did not foresee (disk full, removed mid-run, read-only mount):
+        # one line naming it rather than a traceback
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        logging.getLogger("pytorch-ssd").error("%s: %s", where, e.strerror or type(e).__name__)
+        return EXIT_FAILURE
     except (MemoryError, RuntimeError) as e:
         where = out_of_memory(e)
         if where is None:
@@ -191,7 +210,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", fsync: bool = True, *
                 os.fsync(f.fileno())
         os.replace(tmp, path)
         if fsync:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -222,7 +241,8 @@ def _current_umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (best effort: some filesystems refuse)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
