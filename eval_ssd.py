@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
                              choose_device)
+from vision.datasets.base import require_boxes
 from vision.training.dataset_folders import DATASET_TYPES, open_dataset
 from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, atomic_write_json, int_range, positive_int, run_main,
                                setup_logging, str2bool, unit_float)
@@ -220,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"no images to evaluate in {args.dataset}")
     if not (args.dataset_type == "coco" and args.split == "test-dev"):
         check_classes(model.class_names, list(dataset.class_names), args.dataset)
+        require_boxes(dataset, "evaluation", args.dataset)  # nothing to score against
     top_k = args.top_k or (100 if args.dataset_type == "coco" else 200)
     alg = args.alg_name or model.net_name
     eval_dir.mkdir(parents=True, exist_ok=True)

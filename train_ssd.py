@@ -40,6 +40,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vision.cli.args import (add_dataset_type_arg, add_device_args, add_resolution_arg, add_width_mult_arg,
                              choose_device)
+from vision.datasets.base import require_boxes
 from vision.datasets.collation import collate_padded
 from vision.evaluation.evaluate import describe_map
 from vision.nn.multibox_loss import DEFAULT_MINING
@@ -49,8 +50,8 @@ from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
 from vision.training import distributed
-from vision.training.checkpoint import (TrainingCheckpoint, capture_rng_state, checkpoint_name,
-                                        find_latest_valid_checkpoint, link_best, list_checkpoints, prune_checkpoints,
+from vision.training.checkpoint import (TrainingCheckpoint, capture_rng_state, check_run_id, checkpoint_name,
+                                        find_latest_valid_checkpoint, link_best, prune_checkpoints,
                                         remove_stale_temp_files_in, restore_rng_state)
 from vision.training.compute import compile_or_eager, use_channels_last
 from vision.training.data import (EpochLoader, ReseededTransform, batches_per_epoch, build_loader,
@@ -58,14 +59,16 @@ from vision.training.data import (EpochLoader, ReseededTransform, batches_per_ep
 from vision.training.dataset_folders import open_dataset
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
+from vision.training.profiling import StepProfiler
 from vision.training.resume import merge_resume_args
-from vision.training.run_folder import (append_metrics, ensure_writable_folder, finish_saved_epoch,
-                                        project_version, read_args_json, write_run_description)
+from vision.training.run_folder import (append_metrics, archive_run, check_writable_folder, existing_run,
+                                        finish_saved_epoch, new_run_id, project_version, read_args_json,
+                                        write_run_description)
 from vision.training.schedule import SCHEDULERS, StepLRSchedule
 from vision.training.viz_inputs import write_input_samples
 from vision.utils.box_utils import MINING_RULES
-from vision.utils.misc import (ArgumentParser, UserError, add_log_level_arg, float_range, int_range, positive_float, positive_int,
-                               run_main, setup_logging, unit_float)
+from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, float_range, int_range,
+                               positive_float, positive_int, run_main, setup_logging, unit_float)
 from vision.utils.model_io import load_state_dict_file
 
 log = logging.getLogger("train_ssd")
@@ -128,10 +131,12 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
                         "VOC test list, Open Images test)")
     g.add_argument("--balance-data", "--balance_data", action="store_true",
                    help="Open Images: balance classes by down-sampling frequent ones")
-    g.add_argument("--keep-empty", dest="keep_empty", action="store_true", default=True,
-                   help="COCO: train on images without boxes too (pure background)")
-    g.add_argument("--drop-empty", dest="keep_empty", action="store_false",
-                   help="COCO: leave out images without boxes")
+    empty = g.add_mutually_exclusive_group()
+    empty.set_defaults(keep_empty=True)  # shown once, in the help of the flag that is the default
+    empty.add_argument("--keep-empty", dest="keep_empty", action="store_true", default=argparse.SUPPRESS,
+                       help="COCO: train on images without boxes too, as background samples (the default)")
+    empty.add_argument("--drop-empty", dest="keep_empty", action="store_false", default=argparse.SUPPRESS,
+                       help="COCO: leave out images without boxes")
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
@@ -160,9 +165,9 @@ def _add_network_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the net (falls back to eager "
                                                           "where unsupported)")
     g.add_argument("--memory-format", choices=MEMORY_FORMATS, default="auto",
-                   help="layout of weights and activations: channels_last trains mb2-ssd-lite ~1.7x faster on a "
-                        "CPU (oneDNN); auto = channels_last on a CPU without --amp, contiguous otherwise (on a CPU, "
-                        "bf16 autocast with channels_last made training diverge to NaN)")
+                   help="memory layout of weights and images: channels_last is faster on a CPU (about 1.7x for "
+                        "mb2-ssd-lite); auto picks channels_last on a CPU without --amp and contiguous otherwise "
+                        "(--amp on a CPU with channels_last can make the loss NaN)")
 
 
 def _add_checkpoint_args(g: argparse._ArgumentGroup) -> None:
@@ -173,8 +178,10 @@ def _add_checkpoint_args(g: argparse._ArgumentGroup) -> None:
                    help="continue the run in FOLDER (from its newest checkpoint, or the given .pth in it); "
                         "its args.json supplies every argument not given here")
     g.add_argument("--force-override", action="store_true",
-                   help="with --resume: allow changing arguments that are normally refused (net, lr, ...); "
-                        "without: allow starting a new run in a folder that holds one")
+                   help="with --resume: allow changing arguments that are normally refused (net, lr, ...)")
+    g.add_argument("--archive-old-run", action="store_true",
+                   help="a new run into a folder that holds another run: first move that run's files into "
+                        "FOLDER/archived-<its run id>/ (nothing is deleted); without it such a start is refused")
     g.add_argument("--keep-checkpoints", type=positive_int, default=None, metavar="N",
                    help="keep only the newest N epoch checkpoints (plus the best; None: keep all)")
 
@@ -237,6 +244,9 @@ def _add_training_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
                    help="random seed (None: drawn once and saved in args.json, so --resume stays exact)")
     g.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to FOLDER/tensorboard")
+    g.add_argument("--profile", action="store_true",
+                   help="profile a few training steps (torch.profiler): writes FOLDER/profile-trace.json (open in "
+                        "chrome://tracing or Perfetto) and FOLDER/profile-summary.txt (the slowest operators)")
     g.add_argument("--viz-inputs", type=int_range(0, 100_000), default=0, metavar="N",
                    help="write the first N training samples (before and after augmentation, with the boxes and "
                         "their matched priors drawn) to FOLDER/inputs/ as PNGs")
@@ -300,10 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = restore(run, parts)
     trainer = build_trainer(run, data, parts)
     if run.info.is_main:
-        write_run_description(run.folder, vars(run.args), data.class_names)
+        write_run_description(run.folder, vars(run.args), data.class_names, run_id=run.run_id)
         if run.resumed is not None:  # a kill right after a save can leave best.pth / metrics.jsonl behind
             finish_saved_epoch(run.folder, run.resumed)
-    if start.epoch >= run.args.num_epochs:
+    if start.epoch >= run.args.num_epochs and start.validate_first is None:
         log.info("the run already has %d epochs (--epochs %d): nothing to do", start.epoch, run.args.num_epochs)
         distributed.shutdown()
         return 0
@@ -320,6 +330,7 @@ class Run:
     folder: Path
     resumed: TrainingCheckpoint | None = None  # the checkpoint a --resume continues from
     saved_class_names: list[str] | None = None  # the resumed run's classes (args.json)
+    run_id: str | None = None  # the run's identity (args.json, checkpoints, metrics); None: a run from before ids
 
 
 @dataclass
@@ -346,10 +357,13 @@ class Parts:
 
 @dataclass
 class Start:
-    """Where training (re)starts."""
+    """Where training (re)starts: ``samples`` images of ``epoch``'s order already trained (all
+    processes together; the next step is found from them, whatever the batch size or process count)."""
     epoch: int = 0
-    step: int = 0
+    samples: int = 0
     stats: EpochStats = field(default_factory=EpochStats)
+    world_size: int = 1  # of the run that trained those samples
+    validate_first: dict[str, Any] | None = None  # the record of the epoch before, saved but not validated
 
 
 def resolve_run(argv: Sequence[str] | None) -> Run:
@@ -358,9 +372,9 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     args, given, defaults, flag_names = parse_args(argv)
     info = distributed.env_info()
     setup_logging(args.log_level if info.is_main else "warning")
-    resumed, saved_class_names = None, None
+    resumed, saved_class_names, run_id = None, None, None
     if args.resume:
-        args, resumed, saved_class_names = resume_args(args, given, defaults, flag_names)
+        args, resumed, saved_class_names, run_id = resume_args(args, given, defaults, flag_names)
         setup_logging(args.log_level if info.is_main else "warning")
     args = argparse.Namespace(**resolve_paths(vars(args)))
     args.net = canonical_name(args.net)
@@ -373,41 +387,67 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     from vision.utils.paths import refuse_output_dir_over_inputs  # checkpoints, args.json, labels.txt not in a dataset
     refuse_output_dir_over_inputs("--checkpoint-folder", folder, [("--datasets", d) for d in args.datasets or []]
                                   + [("--validation-dataset", args.validation_dataset)])
+    if not args.resume:
+        run_id = distributed.broadcast_object(new_run_id())
+    refused = None
     if info.is_main:
-        ensure_writable_folder(folder)
-        remove_stale_temp_files_in(folder)
-        if not args.resume and list_checkpoints(folder) and not args.force_override:
-            raise UserError(f"{folder} already holds a training run's checkpoints: continue it with --resume "
-                            f"{folder}, choose another --checkpoint-folder, or pass --force-override")
+        try:
+            check_folder_for_run(folder, args, run_id)
+        except UserError as e:
+            refused = str(e)
+    refused = distributed.broadcast_object(refused)  # every process ends with the same line
+    if refused:
+        distributed.shutdown()
+        raise UserError(refused)
     if resumed is not None and resumed.net not in (None, args.net):
         raise UserError(f"the checkpoint is of net {resumed.net}, but the run is {args.net}")
-    return Run(args, info, device, folder, resumed, saved_class_names)
+    return Run(args, info, device, folder, resumed, saved_class_names, run_id)
+
+
+def check_folder_for_run(folder: Path, args: argparse.Namespace, run_id: str | None) -> None:
+    """The checkpoint folder can take this run: writable (created only when the run description is
+    written, so a failed start leaves none), and holding no other run (refused in one line naming
+    it, or moved aside with --archive-old-run)."""
+    check_writable_folder(folder)
+    if folder.is_dir():
+        remove_stale_temp_files_in(folder)
+    other = existing_run(folder)
+    if other is not None and (not args.resume or other.run_id != run_id):
+        if not args.archive_old_run:
+            raise UserError(f"{folder} already holds a training run, {other.describe()}: continue it with "
+                            f"--resume {folder}, choose another --checkpoint-folder, or pass --archive-old-run "
+                            f"to move it into {folder}/archived-.../ first")
+        archive_run(folder, other)
 
 
 def resume_args(args: argparse.Namespace, given: dict[str, Any], defaults: dict[str, Any],
-                flag_names: dict[str, str]) -> tuple[argparse.Namespace, TrainingCheckpoint | None, list | None]:
-    """``(merged args, checkpoint to continue from or None, the run's class names)`` for --resume."""
+                flag_names: dict[str, str]) -> tuple[argparse.Namespace, TrainingCheckpoint | None, list | None,
+                                                     str | None]:
+    """``(merged args, checkpoint to continue from or None, the run's class names, its run id)`` for
+    --resume; only checkpoints of the folder's own run (args.json's run id) are continued."""
     resume_path = Path(args.resume).expanduser()
     folder = resume_path if resume_path.is_dir() else resume_path.parent
     if not resume_path.exists():
         raise UserError(f"--resume: not found: {resume_path}")
     saved = read_args_json(folder)
+    run_id = saved.get("run_id") if isinstance(saved.get("run_id"), str) else None
     merged = merge_resume_args(saved["args"], given, defaults, flag_names, force=args.force_override)
     if "checkpoint_folder" not in given:
         merged["checkpoint_folder"] = str(folder)
     resumed = None
     if resume_path.is_file():
         resumed = TrainingCheckpoint.load(resume_path)
+        check_run_id(resume_path, resumed, run_id)
         log.info("resuming from %s", resume_path)
     else:
-        found = find_latest_valid_checkpoint(folder)
+        found = find_latest_valid_checkpoint(folder, run_id=run_id)
         if found is None:
             log.warning("no usable checkpoint in %s yet: starting that run from epoch 0 with its saved "
                         "arguments", folder)
         else:
             log.info("resuming from %s", found[0])
             resumed = TrainingCheckpoint.from_dict(found[1])
-    return argparse.Namespace(**merged), resumed, saved.get("class_names")
+    return argparse.Namespace(**merged), resumed, saved.get("class_names"), run_id
 
 
 def build_data(run: Run) -> Data:
@@ -432,12 +472,18 @@ def build_data(run: Run) -> Data:
         raise UserError(f"the datasets' classes {class_names} differ from the resumed run's "
                         f"{list(run.saved_class_names)}; a resumed run must keep its classes")
     train_dataset = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
+    require_boxes(train_dataset, "training", ", ".join(args.datasets))
     val_dataset = open_dataset(args.dataset_type, args.validation_dataset or args.datasets[0], split="val",
                                transform=test_transform, target_transform=target_transform,
                                reference=train_parts[0])
+    require_boxes(val_dataset, "validation", args.validation_dataset or args.datasets[0])
     if list(val_dataset.class_names) != class_names:
         raise UserError(f"the validation dataset's classes {list(val_dataset.class_names)} differ from the "
                         f"training classes {class_names}")
+    if run.info.enabled:
+        distributed.check_same_on_all_ranks(
+            {"classes": class_names, "training images": len(train_dataset), "validation images": len(val_dataset)},
+            "--datasets and --validation-dataset (the same folders, with the same contents)")
     log.info("training on %d images (%s), validating on %d, %d classes", len(train_dataset),
              ", ".join(args.datasets), len(val_dataset), len(class_names) - 1)
     collate = default_collate if per_sample else collate_padded
@@ -501,12 +547,15 @@ def restore(run: Run, parts: Parts) -> Start:
     parts.best = ckpt.best_metric
     parts.guard.total = ckpt.nonfinite_steps
     if ckpt.interrupted:
-        step = ckpt.samples_in_epoch // run.args.batch_size if ckpt.samples_in_epoch else ckpt.step_in_epoch
-        start = Start(ckpt.epoch, step, EpochStats.from_state(ckpt.epoch_stats))
+        # files from before samples were counted: the steps were of this batch size
+        samples = ckpt.samples_in_epoch_total or ckpt.step_in_epoch * run.args.batch_size * ckpt.world_size
+        start = Start(ckpt.epoch, samples, EpochStats.from_state(ckpt.epoch_stats), ckpt.world_size)
     else:
         start = Start(ckpt.epoch + 1)
+        if isinstance(ckpt.metrics, dict) and "val_loss" not in ckpt.metrics and validates(run.args, ckpt.epoch):
+            start.validate_first = dict(ckpt.metrics)  # saved, then stopped during its validation
+        log.info("continuing at epoch %d", start.epoch)
     restore_rng_state(ckpt.rng)
-    log.info("continuing at epoch %d%s", start.epoch, f", step {start.step}" if start.step else "")
     return start
 
 
@@ -525,16 +574,18 @@ def build_trainer(run: Run, data: Data, parts: Parts) -> Trainer:
 
 
 def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, stats: EpochStats,
-                    record: dict | None = None) -> TrainingCheckpoint:
-    """The state after ``step`` batches of ``epoch`` (0: the epoch is complete, ``record`` its metrics)."""
+                    record: dict | None = None, samples: int = 0) -> TrainingCheckpoint:
+    """The state after ``step`` batches of ``epoch`` (0: the epoch is complete, ``record`` its metrics);
+    ``samples``: the images of the epoch's order trained by all processes together."""
+    world = run.info.world_size
     return TrainingCheckpoint(
-        epoch=epoch, step_in_epoch=step, samples_in_epoch=step * run.args.batch_size if step else 0,
-        epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
+        epoch=epoch, step_in_epoch=step, samples_in_epoch=samples // world if step else 0,
+        samples_in_epoch_total=samples if step else 0, epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
         optimizer=parts.optimizer.state_dict(), scheduler=parts.schedule.state_dict(),
         scaler=parts.scaler.state_dict(), rng=capture_rng_state(), best_metric=parts.best,
-        nonfinite_steps=parts.guard.total, val_loss=record["val_loss"] if record else None, metrics=record,
+        nonfinite_steps=parts.guard.total, val_loss=record.get("val_loss") if record else None, metrics=record,
         args=vars(run.args), class_names=data.class_names, net=run.args.net, resolution=run.args.resolution,
-        version=project_version(), world_size=run.info.world_size)
+        version=project_version(), world_size=run.info.world_size, run_id=run.run_id)
 
 
 def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> None:
@@ -547,6 +598,7 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
     writer = _tensorboard(run.folder, args) if info.is_main else None
     show_bars = info.is_main and sys.stderr.isatty() and logging.getLogger().level <= logging.INFO
     stop = StopRequest().install()
+    profiler = _profiler(run, steps_per_epoch * (args.num_epochs - start.epoch))
     log.info("training epochs %d..%d, %d steps of %d images per epoch%s", start.epoch, args.num_epochs - 1,
              steps_per_epoch, args.batch_size * info.world_size,
              f" on {info.world_size} processes" if info.enabled else "")
@@ -555,22 +607,35 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                                seed=args.seed, collate_fn=data.collate, num_replicas=info.world_size, rank=info.rank,
                                drop_last=drop_last, pin_memory=run.device.type == "cuda")
     try:
-        with logging_redirect_tqdm() if show_bars else nullcontext():  # log lines print above the bars
+        if start.validate_first is not None:
+            log.info("epoch %d was saved but not validated (the run stopped during validation): validating it now",
+                     start.epoch - 1)
+            finish_epoch(run, data, parts, trainer, start.epoch - 1, EpochStats(), writer,
+                         saved_record=start.validate_first)
+        with logging_redirect_tqdm() if show_bars else nullcontext(), profiler or nullcontext():
             for epoch in tqdm(range(start.epoch, args.num_epochs), desc="epochs", unit="epoch",
                               initial=start.epoch, total=args.num_epochs, disable=not show_bars):
-                skip = start.step if epoch == start.epoch else 0
-                stats = start.stats if skip else EpochStats()
-                loader = train_loader.epoch(epoch, skip)
+                done = start.samples if epoch == start.epoch else 0
+                loader = train_loader.epoch(epoch, skip_samples=done)
+                skip = max(0, steps_per_epoch - train_loader.batches_left()) if done else 0
+                stats = start.stats if done else EpochStats()
+                if done:
+                    log.info("continuing at epoch %d, step %d/%d: %d of its %d images were trained before the "
+                             "stop%s", epoch, skip, steps_per_epoch, done, len(data.train),
+                             f" (by {start.world_size} processes, now {info.world_size})"
+                             if start.world_size != info.world_size else "")
                 with tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch}", unit="batch", leave=False,
                           disable=not show_bars) as bar:
                     step = trainer.train_epoch(loader, epoch=epoch, start_step=skip,
                                                steps_per_epoch=steps_per_epoch, stats=stats, stop=stop,
                                                debug_steps=args.debug_steps, progress=bar if show_bars else None,
-                                               world_size=info.world_size)
+                                               world_size=info.world_size,
+                                               after_step=profiler.step if profiler else None)
                 stats.skipped_images += loader.skipped_images
                 if step < steps_per_epoch or stop.requested:  # save the position inside the epoch, exit 0
+                    samples = min(len(data.train), done + (step - skip) * args.batch_size * info.world_size)
                     if info.is_main:
-                        path = make_checkpoint(run, data, parts, epoch, step, stats).save(
+                        path = make_checkpoint(run, data, parts, epoch, step, stats, samples=samples).save(
                             run.folder / checkpoint_name(args.net, epoch, step_in_epoch=step))
                         log.warning("stopped by %s at epoch %d, step %d/%d: saved %s; continue with --resume %s",
                                     stop.signal_name or "request", epoch, step, steps_per_epoch, path, run.folder)
@@ -584,19 +649,39 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                 log.info("training done: %d epochs; best %s", args.num_epochs, _describe_best(parts.best))
         distributed.barrier()
         distributed.shutdown()
+    except RuntimeError as e:  # another process died: one line with the way on, not a gloo/NCCL traceback
+        if not (info.enabled and distributed.is_peer_failure(e)):
+            raise
+        raise Failure(f"process {info.rank} of {info.world_size}: another training process ended or stopped "
+                      f"answering ({str(e).splitlines()[0][:160]}); the checkpoints saved so far are intact: "
+                      f"continue with --resume {run.folder} (same torchrun command)") from None
     finally:  # after an error, no collective call: torchrun stops the other processes
         stop.uninstall()
         if writer is not None:
             writer.close()
 
 
+def validates(args: argparse.Namespace, epoch: int) -> bool:
+    """Whether ``epoch`` is validated (and saved): every --validation-epochs, and the last."""
+    return epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1
+
+
 def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: int, stats: EpochStats,
-                 writer: Any) -> None:
+                 writer: Any, saved_record: dict[str, Any] | None = None) -> None:
     """After a complete epoch: validate (every --validation-epochs and after the last), save the
-    checkpoint (best.pth, pruning), append the metrics record (and TensorBoard scalars)."""
+    checkpoint (best.pth, pruning), append the metrics record (and TensorBoard scalars).
+
+    The epoch is saved (``...-Loss-nan.pth``, its training numbers) before validating, so a failure
+    there (an unreadable file, a full disk, a crash) does not lose it. Validated, it is saved again
+    under its validation loss and the first file removed. ``saved_record``: the epoch was saved so
+    but never validated (the resumed checkpoint): validate it now, from its saved record."""
     args, info = run.args, run.info
-    record = epoch_record(run, parts, epoch, stats)
-    if epoch % args.validation_epochs == 0 or epoch == args.num_epochs - 1:
+    record = dict(saved_record) if saved_record is not None else epoch_record(run, parts, epoch, stats)
+    if validates(args, epoch):
+        provisional = run.folder / checkpoint_name(args.net, epoch) if saved_record is not None else None
+        if info.is_main and saved_record is None:
+            provisional = make_checkpoint(run, data, parts, epoch, 0, stats, record).save(
+                run.folder / checkpoint_name(args.net, epoch))
         t0 = time.perf_counter()
         val_loader = build_loader(data.val, batch_size=args.batch_size, num_workers=args.num_workers,
                                   seed=args.seed, epoch=0, collate_fn=data.collate, shuffle=False,
@@ -613,6 +698,8 @@ def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: in
         parts.best, is_best = update_best(parts.best, record, epoch, name)
         if info.is_main:
             path = make_checkpoint(run, data, parts, epoch, 0, stats, record).save(run.folder / name)
+            if provisional is not None and provisional != path:
+                provisional.unlink(missing_ok=True)
             if is_best:
                 link_best(run.folder, path)
             best_file = [run.folder / parts.best["file"]] if parts.best else []
@@ -631,12 +718,12 @@ def epoch_record(run: Run, parts: Parts, epoch: int, stats: EpochStats) -> dict[
     """The epoch's training numbers for metrics.jsonl (warning about skipped unreadable images)."""
     train_means = stats.means(run.device)
     record: dict[str, Any] = {
-        "epoch": epoch, "train_loss": train_means["loss"],
+        "run_id": run.run_id, "epoch": epoch, "train_loss": train_means["loss"],
         "train_regression_loss": train_means["regression_loss"],
         "train_classification_loss": train_means["classification_loss"],
         "lr": parts.optimizer.param_groups[-1]["lr"],
         "images_per_s": stats.images / max(stats.seconds, 1e-9),
-        "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps,
+        "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps, "train_images": stats.images,
         "skipped_images": int(distributed.all_reduce_sum([stats.skipped_images], run.device)[0]),
     }
     if record["skipped_images"]:
@@ -700,6 +787,15 @@ def update_best(best: dict | None, record: dict, epoch: int, file: str) -> tuple
 
 def _describe_best(best: dict | None) -> str:
     return "n/a" if not best else f"{best['name']} {best['value']:.4f} at epoch {best['epoch']}"
+
+
+def _profiler(run: Run, steps_left: int) -> StepProfiler | None:
+    """--profile (rank 0): five steps after five warm-up ones, fewer in a short run."""
+    if not run.args.profile or not run.info.is_main or steps_left < 1:
+        return None
+    first = min(5, steps_left // 2)
+    return StepProfiler(run.folder, first=first, steps=max(1, min(5, steps_left - first)),
+                        cuda=run.device.type == "cuda")
 
 
 def _tensorboard(folder: Path, args: argparse.Namespace):

@@ -178,6 +178,32 @@ def test_sigint_mid_epoch_saves_and_resume_continues_exactly(data, reference, tm
 
 
 @pytest.mark.slow
+def test_resume_with_another_batch_size_mid_epoch_continues_at_the_next_image(data, tmp_path):
+    """Stopped after 3 steps of 2 images (6 of 16), resumed with --batch-size 4: the epoch goes on at
+    image 7 of its order: 2 more steps (images 7-14; 15-16 are the partial batch every epoch of batch
+    4 drops), not at step 6 // 4 = 1 (images 5-16: two trained twice)."""
+    folder = tmp_path / "run"
+    cmd = [sys.executable, SCRIPT, *common(data, folder, 1)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV)
+    log = []
+    try:
+        for line in proc.stderr:
+            log.append(line)
+            if "Epoch: 0, Step: 3/8" in line:
+                proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, "".join(log[-30:])
+    finally:
+        proc.kill()
+    ckpt = torch.load(next(p for p in checkpoints(folder) if "interrupted" in p.name), weights_only=True)
+    assert ckpt["samples_in_epoch_total"] == 2 * ckpt["step_in_epoch"]
+    done = ckpt["samples_in_epoch_total"]
+    r = train("--resume", folder, "--batch-size", "4")
+    left = (16 - done) // 4
+    assert f"continuing at epoch 0, step {4 - left}/4: {done} of its 16 images were trained" in r.stderr, r.stderr
+    assert metrics(folder)[0]["train_images"] == done + 4 * left
+
+
+@pytest.mark.slow
 def test_corrupted_newest_checkpoint_falls_back_to_previous(data, reference, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(reference, folder)
@@ -337,6 +363,32 @@ def test_upstream_spellings_and_aliases_parse():
     assert (defaults.dataset_type, defaults.datasets, defaults.net) == ("auto", ["coco-data"], "mb2-ssd-lite")
 
 
+SCRIPTS_WITH_HELP = ["train_ssd.py", "eval_ssd.py", "onnx_export.py", "run_ssd_example.py", "coco_downloader.py",
+                     "open_images_downloader.py", "validate_image_files.py", "fix_coco_annotations.py",
+                     "dataset_report.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS_WITH_HELP)
+def test_help_states_each_default_once(script):
+    import re
+    r = run_script(script, "--help", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = " ".join(r.stdout.split())  # argparse wraps lines
+    assert not re.search(r"\(default: [^)]*\)\s*\(default:", text), text
+
+
+def test_keep_empty_and_drop_empty_are_one_choice_with_one_default(capsys):
+    import train_ssd
+    p = train_ssd.build_parser()
+    assert [p.parse_args(a).keep_empty for a in ([], ["--keep-empty"], ["--drop-empty"])] == [True, True, False]
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--keep-empty", "--drop-empty"])
+    assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    text = " ".join(p.format_help().split())
+    assert "as background samples (the default) --drop-empty COCO: leave out images without boxes --" in text
+    assert "made training diverge" not in text  # --memory-format's help speaks to users
+
+
 # ----------------------------------------------------------------------------- library pieces
 def test_lr_schedule_is_a_pure_function_of_position():
     from vision.training.schedule import StepLRSchedule, lr_factor
@@ -398,6 +450,33 @@ def test_sampler_order_depends_only_on_seed_and_epoch_and_skips():
     full, rest = dict(order(1)), dict(order(1, skip=4))
     assert all(full[i] == seed for i, seed in rest.items())  # a sample's seed does not depend on skipping
     assert len(set(full.values())) == 10
+
+
+@pytest.mark.parametrize("n,old,new", [
+    (16, (2, 1, 3), (4, 1)), (16, (2, 1, 3), (5, 1)), (12, (2, 2, 1), (2, 1)), (13, (2, 2, 2), (3, 3)),
+    (12, (1, 1, 5), (2, 2)), (10, (3, 1, 1), (2, 2)),
+])
+def test_resumed_epoch_trains_each_image_once_whatever_the_batch_size_or_process_count(n, old, new):
+    """``(batch, processes, steps done)`` then ``(batch, processes)`` for the rest: every image of the
+    epoch is trained exactly once (up to DistributedSampler's padding to equal shares and the
+    partial batch a drop_last loader leaves out, which an uninterrupted epoch has too)."""
+    from vision.training.data import ResumableSampler
+
+    def shares(world, skip):
+        out = []
+        for rank in range(world):
+            s = ResumableSampler(list(range(n)), num_replicas=world, rank=rank, seed=11)
+            s.set_position(4, skip)
+            out.append([i for i, _ in s])
+        return out
+
+    batch, world, steps = old
+    before = [i for share in shares(world, 0) for i in share[:steps * batch]]
+    done = steps * batch * world
+    assert sorted(before) == sorted(set(before)) and len(before) == done  # no padding reached yet
+    after = [i for share in shares(new[1], done) for i in share]
+    rest = set(range(n)) - set(before)
+    assert rest <= set(after) and len(after) - len(rest) < new[1]  # beyond the rest: only the padding
 
 
 def test_resume_merge_rules():

@@ -52,3 +52,113 @@ def test_two_process_gloo_run_and_single_process_resume(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     assert "continuing at epoch 2" in r.stderr
     assert torch.load(list_checkpoints(folder)[-1], weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_two_process_run_stopped_mid_epoch_resumes_in_one_process_at_the_next_image(tmp_path):
+    """SIGTERM to the torchrun process group inside epoch 1 (after 1 step of 2 x 2 images), then a
+    single-process --resume: the rest of the epoch is the 8 images not trained yet (4 steps of 2),
+    not 5 steps from the old step index (the upstream behaviour: 14 images, two twice)."""
+    import signal
+    from vision.datasets.synthetic import generate_coco_dataset
+    from vision.training.checkpoint import list_checkpoints
+
+    data = tmp_path / "syn"
+    generate_coco_dataset(data, 12, 4, seed=2)
+    folder = tmp_path / "run"
+    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
+            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--checkpoint-folder", folder, "--epochs", "2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "train_ssd.py", *map(str, args)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV,
+                            start_new_session=True)
+    log = []
+    try:
+        for line in proc.stderr:
+            log.append(line)
+            if "Epoch: 1, Step: 1/3" in line:
+                os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = "".join(log)
+    interrupted = [p for p in list_checkpoints(folder) if "interrupted" in p.name]
+    assert len(interrupted) == 1, text[-4000:]
+    ckpt = torch.load(interrupted[0], weights_only=True)
+    assert ckpt["world_size"] == 2 and ckpt["epoch"] == 1
+    done = ckpt["samples_in_epoch_total"]
+    assert done == 4 * ckpt["step_in_epoch"] and 0 < done < 12
+
+    r = subprocess.run([sys.executable, "train_ssd.py", "--resume", str(folder)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert f"{done} of its 12 images were trained before the stop (by 2 processes, now 1)" in r.stderr, r.stderr
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in rows] == [0, 1]
+    assert rows[1]["train_images"] == 12 and rows[0]["train_images"] == 12
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_ranks(per_rank_args, **popen):
+    """Two train_ssd.py processes joined as a gloo group by hand (as two torchrun nodes would be), each
+    with its own command line."""
+    port = _free_port()
+    procs = []
+    for rank, args in enumerate(per_rank_args):
+        env = {**ENV, "RANK": str(rank), "LOCAL_RANK": "0", "WORLD_SIZE": str(len(per_rank_args)),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen([sys.executable, "train_ssd.py", *map(str, args)], cwd=REPO, env=env,
+                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, **popen))
+    return procs
+
+
+@pytest.mark.slow
+def test_ranks_on_different_data_are_refused_on_every_rank(tmp_path):
+    from vision.datasets.synthetic import generate_coco_dataset
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate_coco_dataset(a, 8, 2, seed=2)
+    generate_coco_dataset(b, 6, 2, seed=3)
+    common = ["--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0", "--seed", "1",
+              "--device", "cpu", "--epochs", "1", "--checkpoint-folder", tmp_path / "run"]
+    procs = _start_ranks([["--datasets", a, *common], ["--datasets", b, *common]])
+    outs = [p.communicate(timeout=300)[1] for p in procs]
+    for p, err in zip(procs, outs):
+        assert p.returncode == 2, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert "process 1 sees other data than process 0 (training images: 6 vs 8)" in last, err[-3000:]
+        assert "Traceback" not in err and "terminate called" not in err
+
+
+@pytest.mark.slow
+def test_when_one_process_dies_the_other_ends_with_one_line_and_the_resume_command(tmp_path):
+    import signal
+    from vision.datasets.synthetic import generate_coco_dataset
+    data = tmp_path / "syn"
+    generate_coco_dataset(data, 24, 2, seed=2)
+    folder = tmp_path / "run"
+    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
+            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--epochs", "3", "--checkpoint-folder", folder]
+    rank0, rank1 = _start_ranks([args, args])
+    try:
+        log = []
+        for line in rank0.stderr:
+            log.append(line)
+            if "Epoch: 0, Step: 2/" in line:
+                rank1.send_signal(signal.SIGKILL)
+        rank0.wait(timeout=300)
+    finally:
+        for p in (rank0, rank1):
+            if p.poll() is None:
+                p.kill()
+    err = "".join(log)
+    assert rank0.returncode == 1, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert "another training process ended or stopped answering" in last, err[-3000:]
+    assert f"continue with --resume {folder}" in last and "Traceback" not in err, err[-3000:]

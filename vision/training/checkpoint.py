@@ -2,13 +2,15 @@
 
 A checkpoint is a ``TrainingCheckpoint``, saved as a plain dict (loadable with
 ``torch.load(..., weights_only=True)``, so every reader of model files takes it) with exactly these
-19 keys::
+21 keys::
 
     epoch             int   the epoch this checkpoint belongs to (0-based)
     step_in_epoch     int   0 when the epoch is complete; k > 0 when training stopped after k
                             batches of ``epoch`` (SIGINT/SIGTERM) and resuming continues there
-    samples_in_epoch  int   images per rank consumed in ``epoch`` (k * batch size; 0 when complete):
-                            a resume with another --batch-size restarts at the same image
+    samples_in_epoch  int   images per rank consumed in ``epoch`` (0 when complete)
+    samples_in_epoch_total  int   images of the epoch's order consumed by all processes together:
+                            a resume with another --batch-size or process count restarts at the next
+                            image of the same order (``vision.training.data.ResumableSampler``)
     epoch_stats       dict  the running loss sums of the unfinished epoch (``EpochStats.state_dict``), or None
     model             state_dict of the bare net (never DDP/compile-wrapped: upstream's keys)
     optimizer, scheduler, scaler   their ``state_dict()``s (never the objects)
@@ -21,6 +23,8 @@ A checkpoint is a ``TrainingCheckpoint``, saved as a plain dict (loadable with
     class_names, net, resolution   what the model is (BACKGROUND first; registry name; input px)
     version           the project version that wrote it
     world_size        the number of training processes
+    run_id            the identity of the run that wrote it (``args.json``'s); None in files from before
+                      run ids, which only a run without an id resumes
 
 Older files may lack the later keys; ``TrainingCheckpoint.from_dict`` fills the defaults.
 Files are named ``{net}-Epoch-{epoch}-Loss-{val_loss}.pth`` (the pattern upstream's
@@ -175,6 +179,8 @@ class TrainingCheckpoint:
     resolution: int | None = None
     version: str = "unknown"
     world_size: int = 1
+    samples_in_epoch_total: int = 0
+    run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -187,6 +193,10 @@ class TrainingCheckpoint:
         out = cls(**{k: v for k, v in state.items() if k in known and v is not None or k in ("epoch", "model")})
         out.epoch, out.step_in_epoch = int(out.epoch), int(out.step_in_epoch or 0)
         out.samples_in_epoch, out.nonfinite_steps = int(out.samples_in_epoch or 0), int(out.nonfinite_steps or 0)
+        out.world_size = int(out.world_size or 1)
+        out.samples_in_epoch_total = int(out.samples_in_epoch_total or 0)
+        if not out.samples_in_epoch_total and out.samples_in_epoch:  # older files: equal shares of every rank
+            out.samples_in_epoch_total = out.samples_in_epoch * out.world_size
         return out
 
     @classmethod
@@ -202,19 +212,27 @@ class TrainingCheckpoint:
         return self.step_in_epoch > 0
 
 
-def find_latest_valid_checkpoint(folder: str | os.PathLike,
-                                 map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+_ANY_RUN = object()
+
+
+def find_latest_valid_checkpoint(folder: str | os.PathLike, map_location: str | torch.device = "cpu",
+                                 run_id: Any = _ANY_RUN) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in ``folder`` that loads, with its contents; None if there is none.
 
     A newest file that is truncated or unreadable (a crash during a copy, a full disk), or whose
     model holds NaN/inf (``nonfinite_tensors``), is reported with a warning and the previous one
-    is used.
+    is used. With ``run_id`` (the folder's ``args.json`` run id; None for a run from before run
+    ids), checkpoints of any other run are skipped, with a warning naming them.
     """
     for path in reversed(list_checkpoints(folder)):
         try:
             ckpt = load_checkpoint(path, map_location)
         except UserError as e:
             log.warning("skipping checkpoint: %s", e)
+            continue
+        if run_id is not _ANY_RUN and ckpt.get("run_id") != run_id:
+            log.warning("skipping checkpoint %s: it belongs to %s, not to this folder's run %s (args.json)",
+                        path, describe_run_id(ckpt.get("run_id")), describe_run_id(run_id))
             continue
         bad = nonfinite_tensors(ckpt.get("model"))
         if bad:
@@ -223,6 +241,18 @@ def find_latest_valid_checkpoint(folder: str | os.PathLike,
             continue
         return path, ckpt
     return None
+
+
+def describe_run_id(run_id: str | None) -> str:
+    return f"run {run_id}" if run_id else "a run without an id (written before run ids)"
+
+
+def check_run_id(path: str | os.PathLike, ckpt: "TrainingCheckpoint", run_id: str | None) -> None:
+    """Refuse (UserError) resuming the checkpoint ``path`` of another run than the folder's ``run_id``."""
+    if ckpt.run_id != run_id:
+        raise UserError(f"--resume {path}: the checkpoint belongs to {describe_run_id(ckpt.run_id)}, but its "
+                        f"folder's args.json is {describe_run_id(run_id)}; resume the folder itself, or start a "
+                        f"new run with --pretrained-ssd {path}")
 
 
 def link_best(folder: str | os.PathLike, source: str | os.PathLike) -> Path:

@@ -3,8 +3,10 @@
 Two things make a resumed run see exactly the data an uninterrupted one would:
 
 - ``ResumableSampler`` (a ``DistributedSampler``, so it also splits the data between DDP
-  ranks) draws each epoch's order from ``(seed, epoch)`` alone, and can skip the batches
-  already done when training stopped inside an epoch;
+  ranks) draws each epoch's order from ``(seed, epoch)`` alone, and can skip the images
+  already done when training stopped inside an epoch, counted in that one order (not in
+  batches or per process): a resume with another --batch-size or another number of
+  processes continues at the next image, and no image of the epoch is trained twice or left out;
 - ``SeededSamples`` reseeds the python / numpy / torch generators from ``(seed, epoch,
   image index)`` before loading each sample, so random augmentation of an image does not
   depend on which worker loads it, how many workers there are, or what ran before.
@@ -105,7 +107,11 @@ class ReseededTransform:
 class ResumableSampler(DistributedSampler):
     """``DistributedSampler`` whose order is a function of ``(seed, epoch)``, yielding ``(index, seed)``.
 
-    ``skip`` drops the first samples of this rank's share (the batches done before a stop).
+    ``skip`` drops the first ``skip`` images of the epoch's order, those every rank together
+    trained before a stop (``DistributedSampler`` deals the order out round-robin, so after k
+    images per rank on W ranks the first k * W are done, whatever the new rank count). The rest
+    is dealt out as ``DistributedSampler`` does (padded with the order's first images to equal
+    shares): with ``skip`` a multiple of the rank count, exactly the share it would have given.
     Without torch.distributed, pass ``num_replicas=1, rank=0``.
     """
 
@@ -116,16 +122,32 @@ class ResumableSampler(DistributedSampler):
         self.skip = 0
 
     def set_position(self, epoch: int, skip: int = 0) -> None:
+        """Epoch ``epoch``, its first ``skip`` images (of all ranks together) already trained."""
         self.set_epoch(epoch)
-        self.skip = max(0, int(skip))
+        self.skip = min(max(0, int(skip)), len(self.dataset))  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return max(0, self.num_samples - self.skip)
+        rest = len(self.dataset) - self.skip  # type: ignore[arg-type]
+        return rest // self.num_replicas if self.drop_last else -(-rest // self.num_replicas)
+
+    def _order(self) -> list[int]:
+        if self.shuffle:  # DistributedSampler's own order
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            return torch.randperm(len(self.dataset), generator=g).tolist()  # type: ignore[arg-type]
+        return list(range(len(self.dataset)))  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for pos, index in enumerate(super().__iter__()):
-            if pos >= self.skip:
-                yield index, sample_seed(self.seed, self.epoch, index)
+        order = self._order()
+        rest = order[self.skip:]
+        share = len(self)
+        if self.drop_last:
+            rest = rest[:share * self.num_replicas]
+        elif rest:
+            pad = share * self.num_replicas - len(rest)
+            rest += (order * (1 + pad // len(order)))[:pad]
+        for index in rest[self.rank::self.num_replicas]:
+            yield index, sample_seed(self.seed, self.epoch, index)
 
 
 def _seeded_loader(dataset: Dataset, sampler: "ResumableSampler", *, batch_size: int, num_workers: int,
@@ -151,13 +173,14 @@ def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int, seed: i
                  collate_fn: Callable | None, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
                  drop_last: bool = False, skip_batches: int = 0, pin_memory: bool = False,
                  count_skips: bool = False) -> DataLoader | CountedBatches:
-    """A loader for one epoch (``skip_batches`` already-done batches left out); its workers end with it.
+    """A loader for one epoch (``skip_batches`` already-done batches of every rank left out); its workers
+    end with it.
 
     With ``count_skips`` (validation), a ``CountedBatches`` whose ``skipped_images`` says how
     many unreadable images were replaced by the next readable one, as in training.
     """
     sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed, shuffle=shuffle)
-    sampler.set_position(epoch, skip_batches * batch_size)
+    sampler.set_position(epoch, skip_batches * batch_size * num_replicas)
     loader = _seeded_loader(dataset, sampler, batch_size=batch_size, num_workers=num_workers, seed=seed,
                             epoch=epoch, collate_fn=collate_fn, drop_last=drop_last, pin_memory=pin_memory,
                             persistent=False, count_skips=count_skips)
@@ -177,17 +200,26 @@ class EpochLoader:
     def __init__(self, dataset: Dataset, *, batch_size: int, num_workers: int, seed: int,
                  collate_fn: Callable | None, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
                  drop_last: bool = False, pin_memory: bool = False) -> None:
-        self.batch_size = batch_size
+        self.batch_size, self.num_replicas = batch_size, num_replicas
         self.sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed, shuffle=shuffle)
         self.loader = _seeded_loader(dataset, self.sampler, batch_size=batch_size, num_workers=num_workers,
                                      seed=seed, epoch=0, collate_fn=collate_fn, drop_last=drop_last,
                                      pin_memory=pin_memory, persistent=True)
 
-    def epoch(self, epoch: int, skip_batches: int = 0) -> CountedBatches:
-        """The epoch's batches, its first ``skip_batches`` left out; after (or during) the epoch,
-        ``.skipped_images`` says how many unreadable images were replaced in the batches seen."""
-        self.sampler.set_position(epoch, skip_batches * self.batch_size)
+    def epoch(self, epoch: int, skip_batches: int = 0, skip_samples: int | None = None) -> CountedBatches:
+        """The epoch's batches, its first ``skip_batches`` of every rank (or, given, the first
+        ``skip_samples`` images of the epoch's order, all ranks together) left out; after (or
+        during) the epoch, ``.skipped_images`` says how many unreadable images were replaced in the
+        batches seen."""
+        if skip_samples is None:
+            skip_samples = skip_batches * self.batch_size * self.num_replicas
+        self.sampler.set_position(epoch, skip_samples)
         return CountedBatches(self.loader)
+
+    def batches_left(self) -> int:
+        """Batches this rank still runs in the epoch at the current position."""
+        n = len(self.sampler)
+        return n // self.batch_size if self.loader.drop_last else -(-n // self.batch_size)
 
 
 def batches_per_epoch(num_samples: int, batch_size: int, num_replicas: int = 1, drop_last: bool = False) -> int:

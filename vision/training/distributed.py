@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vision.utils.misc import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -69,6 +71,43 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def check_same_on_all_ranks(what: dict, describe: str) -> None:
+    """Refuse (``UserError`` on every rank, after leaving the process group) when the ranks' ``what``
+    differ: ranks on other data train silently on different images, or die in a collective of
+    another size. ``describe`` says what the user gave (e.g. the --datasets)."""
+    views = all_gather_object(what)
+    for rank, view in enumerate(views[1:], start=1):
+        diff = [k for k in what if view.get(k) != views[0].get(k)]
+        if diff:
+            shutdown()
+            key = diff[0]
+            raise UserError(f"process {rank} sees other data than process 0 ({key}: {_short(view.get(key))} vs "
+                            f"{_short(views[0].get(key))}); every process must see the same {describe}")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """A collective failed because another process of the group ended (or stopped answering)."""
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo",
+                                   "NCCL", "ProcessGroup", "Timed out", "timed out"))
 
 
 def barrier() -> None:

@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 FREE = frozenset({
     "num_epochs", "num_workers", "batch_size", "log_level", "device", "use_cuda", "debug_steps",
     "validation_epochs", "validation_mean_ap", "tensorboard", "keep_checkpoints", "compile", "checkpoint_folder",
-    "memory_format", "viz_inputs",
+    "memory_format", "profile", "viz_inputs",
 })
 WARNED = frozenset({"datasets", "validation_dataset"})
-META = frozenset({"resume", "force_override"})
+META = frozenset({"resume", "force_override", "archive_old_run"})
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -113,7 +113,7 @@ def add_log_level_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", "--log_level", default="info",
                         type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"],
-                        help="logging verbosity (default: info)")
+                        help="logging verbosity (default: %(default)s)")
 
 
 def setup_logging(level: str = "info") -> None:
