@@ -263,6 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output) if args.output else default_output(name, info.path, args.model_dir)
     if args.model_dir and args.output and len(output.parts) == 1:
         output = Path(args.model_dir) / output
+    if output.is_dir():  # a folder: the default file name inside it
+        output = default_output(name, info.path, str(output))
+    if output.name == "labels.txt":
+        raise UserError(f"--output {output}: labels.txt is the labels file written beside the model; name the "
+                        f"model NAME.onnx")
     if output.suffix.lower() != ".onnx":
         log.warning("output %s does not end in .onnx", output)
     if args.opset > TENSORRT_MAX_OPSET["7.1"]:

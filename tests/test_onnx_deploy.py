@@ -181,3 +181,23 @@ def test_closing_report_compares_the_net_as_exported(tmp_path):
     path.write_bytes(add_metadata(export_bytes(graph, x, 11, False), build_metadata(info)))
     line = export_report(path, net, [("img", image)], CLASSES)[1]
     assert "PyTorch 10, ONNX 10, max box diff 0.00 px" in line, line
+
+
+def test_export_output_is_a_folder_or_the_labels_file(tmp_path, monkeypatch):
+    """--output FOLDER writes the default name inside it (not an IsADirectoryError traceback);
+    --output .../labels.txt would be overwritten by the labels written beside the model: refused."""
+    from onnx_export import main
+    from vision.ssd.registry import create_net
+    from vision.utils.misc import UserError
+
+    torch.manual_seed(0)
+    ckpt = {"epoch": 0, "model": create_net("mb1-ssd-lite", 3, resolution=96).state_dict(), "class_names": CLASSES,
+            "net": "mb1-ssd-lite", "resolution": 96, "args": {"net": "mb1-ssd-lite", "resolution": 96}}
+    torch.save(ckpt, tmp_path / "m.pth")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="labels.txt is the labels file"):
+        main(["--input", "m.pth", "--output", "out/labels.txt"])
+    assert not (tmp_path / "out" / "labels.txt").exists()
+    assert main(["--input", "m.pth", "--output", "out"]) == 0
+    assert (tmp_path / "out" / "mb1-ssd-lite.onnx").is_file() and (tmp_path / "out" / "labels.txt").is_file()
