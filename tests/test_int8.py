@@ -52,3 +52,21 @@ def test_int8_export_runs_and_stays_close_to_fp32(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "onnx_export.py"), "--input", "m.pth", "--int8"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--calibration-data" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("calib", ["empty", "notes", "clip.mp4"])
+def test_int8_without_usable_calibration_data_fails_before_writing_anything(tmp_path, monkeypatch, calib):
+    from onnx_export import main
+    from vision.ssd.registry import create_net
+    from vision.utils.misc import UserError
+
+    torch.save({"epoch": 0, "model": create_net("mb1-ssd-lite", 3, resolution=96).state_dict(),
+                "class_names": ["BACKGROUND", "a", "b"], "net": "mb1-ssd-lite", "resolution": 96}, tmp_path / "m.pth")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no images|is a file"):
+        main(["--input", "m.pth", "--output", "out/m.onnx", "--int8", "--calibration-data", calib])
+    assert not (tmp_path / "out").exists()
