@@ -218,8 +218,11 @@ def print_detections(boxes, labels, scores, class_names: list[str]) -> None:
         print(f"  {class_names[int(label)]}\t{float(score):.3f}\t{x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
 
 
-def run_videos(predictor, sources: list[str], class_names: list[str], args: argparse.Namespace) -> None:
-    """Each video file / camera: annotated video under the output folder, a summary line (and per-frame lines)."""
+def run_videos(predictor, sources: list[str], class_names: list[str], args: argparse.Namespace) -> bool:
+    """Each video file / camera: annotated video under the output folder, a summary line (and per-frame lines).
+
+    True when Ctrl-C stopped a video: what it recorded is kept, and the remaining inputs are not run."""
+    interrupted = False
     from vision.utils.video import process_video, video_output_name
 
     folder = Path(args.output_dir or DEFAULT_OUTPUT_DIR)
@@ -240,9 +243,16 @@ def run_videos(predictor, sources: list[str], class_names: list[str], args: argp
         total_seconds += result.seconds
         print(f"{source}: {result.frames} frames at {result.fps_in:g} fps, {sum(counts) / result.frames:.2f} "
               f"objects/frame, processed at {result.fps:.1f} fps -> {result.output}")
+        if result.interrupted:
+            interrupted = True
+            left = len(sources) - sources.index(source) - 1
+            if left:
+                log.info("Ctrl-C: the %d video(s) after %s are not run", left, source)
+            break
     if total_frames:
         log.info("%d frames in %.1f s: %.1f fps (read, detect, draw, write)", total_frames, total_seconds,
                  total_frames / total_seconds if total_seconds > 0 else float("inf"))
+    return interrupted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,8 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor, class_names = make_predictor(args, net, model, labels)
     videos = [item for item in inputs if is_video_source(item)]
     images = collect_images(inputs)
-    if videos:
-        run_videos(predictor, videos, class_names, args)
+    if videos and run_videos(predictor, videos, class_names, args):
+        if images:
+            log.info("Ctrl-C: the %d image(s) are not run", len(images))
+        return EXIT_OK
     if args.output_dir is None and videos and images:
         args.output_dir = DEFAULT_OUTPUT_DIR  # images beside the videos, not run_ssd_example_output.jpg
     outputs = output_paths(images, args.output_dir)
