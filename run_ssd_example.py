@@ -10,7 +10,7 @@ Usage (upstream's positional form):
 MODEL is an upstream .pth, a training checkpoint or a checkpoint folder; a .onnx MODEL (or
 --onnx FILE) runs through ONNX Runtime, and a file from onnx_export.py needs neither NET nor LABELS
 (a LABELS .txt given is checked against it). An INPUT is an image, a folder of images, a video file
-or an integer camera index. One image without --output-dir is written to run_ssd_example_output.jpg
+or an integer camera index (a folder: its images and videos). One image without --output-dir is written to run_ssd_example_output.jpg
 as upstream did; everything else goes to --output-dir (default run_ssd_example_output/), videos as
 annotated videos with the same frame count and frame rate.
 """
@@ -103,8 +103,16 @@ def split_positionals(net: str, rest: list[str], onnx: str | None
     return net_name, model, labels, items
 
 
+def folder_videos(items: Sequence[str]) -> list[str]:
+    """Video files inside the folders among ``items`` (sorted; not recursive)."""
+    from vision.utils.video import VIDEO_EXTENSIONS
+
+    return [str(f) for item in items if not is_video_source(item) and Path(item).is_dir()
+            for f in sorted(Path(item).iterdir()) if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+
+
 def collect_images(items: Sequence[str]) -> list[Path]:
-    """Image files from paths and folders (a folder: its images, sorted; not recursive)."""
+    """Image files from paths and folders (a folder: its images, sorted; not recursive; its videos: folder_videos)."""
     images: list[Path] = []
     for item in items:
         if is_video_source(item):
@@ -112,8 +120,8 @@ def collect_images(items: Sequence[str]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in folder {p}")
+            if not found and not folder_videos([item]):
+                raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or videos in folder {p}")
             images.extend(found)
         else:
             images.append(p)
@@ -264,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threshold is None:
         args.threshold = 0.5 if args.postprocess == "detectnet" else 0.4
     predictor, class_names = make_predictor(args, net, model, labels)
-    videos = [item for item in inputs if is_video_source(item)]
+    videos = [item for item in inputs if is_video_source(item)] + folder_videos(inputs)
     images = collect_images(inputs)
     if videos and run_videos(predictor, videos, class_names, args):
         if images:

@@ -121,3 +121,18 @@ def test_ctrl_c_keeps_the_recorded_part_and_stops_the_run(files, tmp_path, monke
     assert _count_frames(out / "clip.avi")[0] == 2
     assert sorted(p.name for p in out.iterdir()) == ["clip.avi"]
     assert len(calls) == 3
+
+
+def test_a_folder_with_images_and_videos_runs_both(files, tmp_path):
+    import shutil
+
+    import run_ssd_example
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(files / "clip.avi", mixed)
+    shutil.copy(files / "still.png", mixed)
+    out = tmp_path / "out"
+    assert run_ssd_example.main([str(files / "model.onnx"), str(mixed), "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip.avi", "still.png"]
+    assert _count_frames(out / "clip.avi")[0] == 6
