@@ -136,3 +136,15 @@ def test_a_folder_with_images_and_videos_runs_both(files, tmp_path):
     assert run_ssd_example.main([str(files / "model.onnx"), str(mixed), "--output-dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["clip.avi", "still.png"]
     assert _count_frames(out / "clip.avi")[0] == 6
+
+
+def test_live_demo_takes_a_self_describing_onnx_without_net_and_labels(files, tmp_path):
+    import run_ssd_live_demo
+
+    out = tmp_path / "out"
+    assert run_ssd_live_demo.main([str(files / "model.onnx"), str(files / "clip.avi"), "--output-dir", str(out)]) == 0
+    assert _count_frames(out / "clip.avi")[0] == 6
+    out2 = tmp_path / "out2"  # upstream's form still works
+    assert run_ssd_live_demo.main(["mb1-ssd-lite", str(files / "model.onnx"), str(files / "labels.txt"),
+                                   str(files / "clip.avi"), "--output-dir", str(out2)]) == 0
+    assert _count_frames(out2 / "clip.avi")[0] == 6
