@@ -260,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.int8 and not args.calibration_data:
         raise UserError("--int8 needs --calibration-data DIR (images to calibrate the int8 ranges on)")
     model_path, labels = resolve_paths(args)
+    calibration = None
+    if args.int8:  # before the export: a folder without images must not cost an export and leave files
+        from vision.ssd.int8 import calibration_images
+
+        calibration = calibration_images(args.calibration_data, args.calibration_images)
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
     if net_arg is None and info.net_name is None:
@@ -279,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output) if args.output else default_output(name, info.path, args.model_dir)
     if args.model_dir and args.output and len(output.parts) == 1:
         output = Path(args.model_dir) / output
+    if output.is_dir():  # a folder: the default file name inside it
+        output = default_output(name, info.path, str(output))
+    if output.name == "labels.txt":
+        raise UserError(f"--output {output}: labels.txt is the labels file written beside the model; name the "
+                        f"model NAME.onnx")
     check_outputs(args, output, info.path, labels)
     if output.suffix.lower() != ".onnx":
         log.warning("output %s does not end in .onnx", output)
@@ -348,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         int8_opset = max(args.opset, INT8_MIN_OPSET)
         fp32 = model_bytes if args.opset >= INT8_MIN_OPSET else add_metadata(
             export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(meta))
-        write_int8(args, output, fp32, transform, x)
+        write_int8(args, output, fp32, transform, x, calibration)
     if not args.dynamic_batch and args.batch_size == 1:
         from vision.ssd.export_report import export_report
 
@@ -365,13 +375,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, transform, x: torch.Tensor) -> None:
-    """NAME-int8.onnx beside ``output``, calibrated with the graph's own preprocessing; logs how far it is from fp32."""
+def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, transform, x: torch.Tensor,
+               images: Sequence[Path]) -> None:
+    """NAME-int8.onnx beside ``output``, calibrated on ``images`` with the graph's own preprocessing; logs how far
+    it is from fp32."""
     import onnxruntime as ort
 
-    from vision.ssd.int8 import calibration_images, quantize_int8
+    from vision.ssd.int8 import quantize_int8
 
-    images = calibration_images(args.calibration_data, args.calibration_images)
     int8_path = output.with_name(f"{output.stem}-int8{output.suffix}")
     log.info("INT8: calibrating on %d images from %s", len(images), args.calibration_data)
     log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),

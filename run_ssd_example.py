@@ -10,7 +10,7 @@ Usage (upstream's positional form):
 MODEL is an upstream .pth, a training checkpoint or a checkpoint folder; a .onnx MODEL (or
 --onnx FILE) runs through ONNX Runtime, and a file from onnx_export.py needs neither NET nor LABELS
 (a LABELS .txt given is checked against it). An INPUT is an image, a folder of images, a video file
-or an integer camera index. One image without --output-dir is written to run_ssd_example_output.jpg
+or an integer camera index (a folder: its images and videos). One image without --output-dir is written to run_ssd_example_output.jpg
 as upstream did; everything else goes to --output-dir (default run_ssd_example_output/), videos as
 annotated videos with the same frame count and frame rate.
 """
@@ -102,8 +102,16 @@ def split_positionals(net: str, rest: list[str], onnx: str | None
     return net_name, model, labels, items
 
 
+def folder_videos(items: Sequence[str]) -> list[str]:
+    """Video files inside the folders among ``items`` (sorted; not recursive)."""
+    from vision.utils.video import VIDEO_EXTENSIONS
+
+    return [str(f) for item in items if not is_video_source(item) and Path(item).is_dir()
+            for f in sorted(Path(item).iterdir()) if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+
+
 def collect_images(items: Sequence[str]) -> list[Path]:
-    """Image files from paths and folders (a folder: its images, sorted; not recursive)."""
+    """Image files from paths and folders (a folder: its images, sorted; not recursive; its videos: folder_videos)."""
     images: list[Path] = []
     for item in items:
         if is_video_source(item):
@@ -111,8 +119,8 @@ def collect_images(items: Sequence[str]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in folder {p}")
+            if not found and not folder_videos([item]):
+                raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or videos in folder {p}")
             images.extend(found)
         else:
             images.append(p)
@@ -237,8 +245,11 @@ def print_detections(boxes, labels, scores, class_names: list[str]) -> None:
         print(f"  {class_names[int(label)]}\t{float(score):.3f}\t{x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
 
 
-def run_videos(predictor, sources: list[str], class_names: list[str], args: argparse.Namespace) -> None:
-    """Each video file / camera: annotated video under the output folder, a summary line (and per-frame lines)."""
+def run_videos(predictor, sources: list[str], class_names: list[str], args: argparse.Namespace) -> bool:
+    """Each video file / camera: annotated video under the output folder, a summary line (and per-frame lines).
+
+    True when Ctrl-C stopped a video: what it recorded is kept, and the remaining inputs are not run."""
+    interrupted = False
     from vision.utils.video import process_video, video_output_name
 
     folder = Path(args.output_dir or DEFAULT_OUTPUT_DIR)
@@ -259,9 +270,16 @@ def run_videos(predictor, sources: list[str], class_names: list[str], args: argp
         total_seconds += result.seconds
         print(f"{source}: {result.frames} frames at {result.fps_in:g} fps, {sum(counts) / result.frames:.2f} "
               f"objects/frame, processed at {result.fps:.1f} fps -> {result.output}")
+        if result.interrupted:
+            interrupted = True
+            left = len(sources) - sources.index(source) - 1
+            if left:
+                log.info("Ctrl-C: the %d video(s) after %s are not run", left, source)
+            break
     if total_frames:
         log.info("%d frames in %.1f s: %.1f fps (read, detect, draw, write)", total_frames, total_seconds,
                  total_frames / total_seconds if total_seconds > 0 else float("inf"))
+    return interrupted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threshold is None:
         args.threshold = 0.5 if args.postprocess == "detectnet" else 0.4
     predictor, class_names = make_predictor(args, net, model, labels)
-    videos = [item for item in inputs if is_video_source(item)]
+    videos = [item for item in inputs if is_video_source(item)] + folder_videos(inputs)
     images = collect_images(inputs)
     if args.output_dir is None and videos and images:
         args.output_dir = DEFAULT_OUTPUT_DIR  # images beside the videos, not run_ssd_example_output.jpg
@@ -281,8 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     single = not videos and args.output_dir is None and len(outputs) == 1
     check_outputs(outputs, None if single else args.output_dir or DEFAULT_OUTPUT_DIR, images, videos, model,
                   labels)
-    if videos:
-        run_videos(predictor, videos, class_names, args)
+    if videos and run_videos(predictor, videos, class_names, args):  # True: stopped by Ctrl-C
+        if images:
+            log.info("Ctrl-C: the %d image(s) are not run", len(images))
+        return EXIT_OK
     from vision.utils.paths import WrittenRecord
 
     if not single:  # recorded before writing: a kill in between leaves a name of ours, never a stranger's

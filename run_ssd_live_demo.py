@@ -3,6 +3,7 @@
 
 Usage:
   python3 run_ssd_live_demo.py NET MODEL LABELS [VIDEO]     # VIDEO: a file or a camera index (default 0)
+  python3 run_ssd_live_demo.py models/fruit/ssd-mobilenet.onnx street.mp4    # the .onnx names its net and labels
   python3 run_ssd_live_demo.py mb1-ssd models/fruit/ssd-mobilenet.onnx models/fruit/labels.txt street.mp4 \\
       --postprocess detectnet
 
@@ -23,11 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description="Run an SSD on a camera or a video file and write the annotated video.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
-    p.add_argument("net", metavar="NET", help="network name, e.g. mb1-ssd, mb2-ssd-lite")
-    p.add_argument("model", metavar="MODEL", help=".pth, checkpoint folder or .onnx")
-    p.add_argument("labels", metavar="LABELS", help="labels file, BACKGROUND first")
-    p.add_argument("video", metavar="VIDEO", nargs="?", default="0",
-                   help="video file or camera index (default 0, the first camera)")
+    p.add_argument("items", metavar="NET MODEL LABELS [VIDEO]", nargs="+",
+                   help="network name (e.g. mb1-ssd), model (.pth, checkpoint folder or .onnx), labels file "
+                        "(BACKGROUND first), then a video file or camera index (default 0, the first camera); "
+                        "an .onnx from onnx_export.py needs neither NET nor LABELS: MODEL.onnx [VIDEO]")
     p.add_argument("--postprocess", choices=["nms", "detectnet"], default="nms",
                    help="nms (default) or detectnet (what jetson-inference's detectNet shows)")
     p.add_argument("--threshold", type=unit_float, default=None,
@@ -42,8 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import run_ssd_example
 
+    from vision.utils.video import is_video_source
+
     args = build_parser().parse_args(argv)
-    forward = [args.net, args.model, args.labels, args.video, "--postprocess", args.postprocess,
+    items = list(args.items)
+    if len(items) < 2 or not is_video_source(items[-1]):
+        items.append("0")
+    forward = [*items, "--postprocess", args.postprocess,
                "--log-level", args.log_level]
     for flag, value in (("--threshold", args.threshold), ("--output-dir", args.output_dir),
                         ("--max-frames", args.max_frames)):

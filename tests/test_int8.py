@@ -105,3 +105,21 @@ def test_cpu_target_uint8_activations(net_name, tmp_path):
     assert np.abs(outs[0][1] - outs[1][1]).max() < 0.05
     with pytest.raises(Exception, match="target"):
         quantize_int8(fp32, tmp_path / "r.onnx", images, transform, target="gpu")
+
+
+@pytest.mark.parametrize("calib", ["empty", "notes", "clip.mp4"])
+def test_int8_without_usable_calibration_data_fails_before_writing_anything(tmp_path, monkeypatch, calib):
+    from onnx_export import main
+    from vision.ssd.registry import create_net
+    from vision.utils.misc import UserError
+
+    torch.save({"epoch": 0, "model": create_net("mb1-ssd-lite", 3, resolution=96).state_dict(),
+                "class_names": ["BACKGROUND", "a", "b"], "net": "mb1-ssd-lite", "resolution": 96}, tmp_path / "m.pth")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no images|is a file"):
+        main(["--input", "m.pth", "--output", "out/m.onnx", "--int8", "--calibration-data", calib])
+    assert not (tmp_path / "out").exists()

@@ -150,3 +150,54 @@ def test_exporter_says_which_epoch_best_is_and_the_last_epochs_metric(tmp_path):
     assert describe_checkpoint(tmp_path / "sub" / "x.pth", {"epoch": 2, "val_loss": 2.5}) == \
         ["x.pth is epoch 2 (val_loss 2.5000)"]
     assert describe_checkpoint(tmp_path / "plain.pth", None) == []
+
+
+def test_closing_report_compares_the_net_as_exported(tmp_path):
+    """Boxes past the image border are clamped by the graph: that is not a PyTorch/ONNX difference."""
+    from onnx_export import export_bytes, make_test_image
+    from vision.ssd.detectnet import DetectNetTransform
+    from vision.ssd.export_report import export_report
+    from vision.ssd.input_adapter import ExportNet
+    from vision.ssd.onnx_metadata import OnnxModelInfo, add_metadata, build_metadata
+    from vision.ssd.registry import create_net
+
+    torch.manual_seed(0)
+    net = create_net("mb1-ssd-lite", len(CLASSES), resolution=96, is_test=True).eval()
+    with torch.no_grad():  # every prior scores class 1 ~0.9; boxes grown past the image at the borders
+        for heads, bias in ((net.classification_headers, torch.tensor([0.0, 3.0, 0.0])),
+                            (net.regression_headers, torch.tensor([0.0, 0.0, 0.5, 0.5]))):
+            for h in heads:
+                last = [m for m in h.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+                last.weight.mul_(0.05)
+                last.bias.copy_(bias.repeat(last.bias.numel() // len(bias)))
+    image = make_test_image()
+    graph = ExportNet(net, net.config.image_mean, net.config.image_std).eval()
+    x = DetectNetTransform(96)(image).unsqueeze(0)
+    with torch.no_grad():
+        assert net(x)[1].min() < -0.05 and net(x)[1].max() > 1.05  # the case the Clip changes
+    info = OnnxModelInfo(net_name="mb1-ssd-lite", resolution=96, class_names=CLASSES, input_normalization="detectnet",
+                         input_mean=[127.5] * 3, input_std=[127.5] * 3, num_priors=net.config.num_priors)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(add_metadata(export_bytes(graph, x, 11, False), build_metadata(info)))
+    line = export_report(path, net, [("img", image)], CLASSES)[1]
+    assert "PyTorch 10, ONNX 10, max box diff 0.00 px" in line, line
+
+
+def test_export_output_is_a_folder_or_the_labels_file(tmp_path, monkeypatch):
+    """--output FOLDER writes the default name inside it (not an IsADirectoryError traceback);
+    --output .../labels.txt would be overwritten by the labels written beside the model: refused."""
+    from onnx_export import main
+    from vision.ssd.registry import create_net
+    from vision.utils.misc import UserError
+
+    torch.manual_seed(0)
+    ckpt = {"epoch": 0, "model": create_net("mb1-ssd-lite", 3, resolution=96).state_dict(), "class_names": CLASSES,
+            "net": "mb1-ssd-lite", "resolution": 96, "args": {"net": "mb1-ssd-lite", "resolution": 96}}
+    torch.save(ckpt, tmp_path / "m.pth")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="labels.txt is the labels file"):
+        main(["--input", "m.pth", "--output", "out/labels.txt"])
+    assert not (tmp_path / "out" / "labels.txt").exists()
+    assert main(["--input", "m.pth", "--output", "out"]) == 0
+    assert (tmp_path / "out" / "mb1-ssd-lite.onnx").is_file() and (tmp_path / "out" / "labels.txt").is_file()

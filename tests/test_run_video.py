@@ -99,3 +99,52 @@ def test_detectnet_preview_is_the_library_emulation(files, tmp_path):
     np.testing.assert_array_equal(boxes.numpy(), want[0])
     np.testing.assert_array_equal(labels.numpy(), want[1])
     assert len(want[2]) > 0
+
+
+def test_ctrl_c_keeps_the_recorded_part_and_stops_the_run(files, tmp_path, monkeypatch):
+    """Ctrl-C during a video: its annotated copy holds the frames so far (playable, under its real name),
+    and the inputs after it are not run (before, the script went on with the next videos and images)."""
+    import run_ssd_example
+
+    calls = []
+
+    def fake_detect(predictor, image, args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+    monkeypatch.setattr(run_ssd_example, "detect", fake_detect)
+    out = tmp_path / "out"
+    assert run_ssd_example.main([str(files / "model.onnx"), str(files / "clip.avi"), str(files / "still.png"),
+                                 "--output-dir", str(out)]) == 0
+    assert _count_frames(out / "clip.avi")[0] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["clip.avi"]
+    assert len(calls) == 3
+
+
+def test_a_folder_with_images_and_videos_runs_both(files, tmp_path):
+    import shutil
+
+    import run_ssd_example
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(files / "clip.avi", mixed)
+    shutil.copy(files / "still.png", mixed)
+    out = tmp_path / "out"
+    assert run_ssd_example.main([str(files / "model.onnx"), str(mixed), "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip.avi", "still.png"]
+    assert _count_frames(out / "clip.avi")[0] == 6
+
+
+def test_live_demo_takes_a_self_describing_onnx_without_net_and_labels(files, tmp_path):
+    import run_ssd_live_demo
+
+    out = tmp_path / "out"
+    assert run_ssd_live_demo.main([str(files / "model.onnx"), str(files / "clip.avi"), "--output-dir", str(out)]) == 0
+    assert _count_frames(out / "clip.avi")[0] == 6
+    out2 = tmp_path / "out2"  # upstream's form still works
+    assert run_ssd_live_demo.main(["mb1-ssd-lite", str(files / "model.onnx"), str(files / "labels.txt"),
+                                   str(files / "clip.avi"), "--output-dir", str(out2)]) == 0
+    assert _count_frames(out2 / "clip.avi")[0] == 6

@@ -24,11 +24,14 @@ def export_report(onnx_path: str | os.PathLike, net: Any, images: Sequence[tuple
                   class_names: Sequence[str], nms_threshold: float = 0.4, top_k: int = 10,
                   detectnet_threshold: float = 0.5) -> list[str]:
     """One line per image: boxes from PyTorch (NMS), the ONNX file (NMS) and the ONNX file as detectNet runs it."""
+    from vision.ssd.input_adapter import ExportNet
     from vision.ssd.onnx_model import as_deployed, load_onnx_model
     from vision.ssd.registry import create_predictor
 
     model = load_onnx_model(onnx_path)
-    torch_pred = create_predictor(net, filter_threshold=nms_threshold)
+    # the net as exported (boxes clamped to 0..1, fed its own normalization): a box that only the
+    # graph's Clip moved is not a PyTorch/ONNX difference
+    torch_pred = create_predictor(ExportNet(net), filter_threshold=nms_threshold)
     onnx_pred = model.net
     deployed = as_deployed(onnx_pred, model.class_names, detectnet_threshold, onnx=True, meta=model.meta)
     lines = [f"on {len(images)} image(s): boxes with NMS (threshold {nms_threshold:g}, top-k {top_k}) from PyTorch "

@@ -52,6 +52,10 @@ class ExportNet(nn.Module):
     def config(self) -> Any:
         return getattr(self.net, "config", None)
 
+    @property
+    def is_test(self) -> bool:  # a Predictor decodes the outputs of a net that is not in test mode
+        return bool(getattr(self.net, "is_test", False))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.adapt:
             x = x * self.scale + self.shift

@@ -39,6 +39,8 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 def calibration_images(folder: str | os.PathLike, count: int, seed: int = 0) -> list[Path]:
     """``count`` images found under ``folder`` (recursive: a dataset root or an image folder), spread evenly."""
     root = Path(folder)
+    if root.is_file():
+        raise UserError(f"--calibration-data {root} is a file; give a folder of images or a dataset root")
     if not root.is_dir():
         raise UserError(f"--calibration-data folder not found: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

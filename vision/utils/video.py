@@ -70,6 +70,7 @@ class VideoResult:
     seconds: float  # wall time of reading, detecting, drawing and writing
     fps_in: float
     output: Path | None
+    interrupted: bool = False  # stopped by Ctrl-C: the caller should stop too
 
     @property
     def fps(self) -> float:
@@ -92,6 +93,7 @@ def process_video(item: str, output: Path | None, frame_fn: Callable[[np.ndarray
     writer = None
     tmp = None
     frames = 0
+    interrupted = False
     start = time.perf_counter()
     try:
         while max_frames is None or frames < max_frames:
@@ -112,6 +114,7 @@ def process_video(item: str, output: Path | None, frame_fn: Callable[[np.ndarray
             frames += 1
     except KeyboardInterrupt:
         log.info("interrupted: keeping the %d frames so far", frames)
+        interrupted = True
     finally:
         cap.release()
         if writer is not None:
@@ -121,4 +124,4 @@ def process_video(item: str, output: Path | None, frame_fn: Callable[[np.ndarray
         os.replace(tmp, output)
     if frames == 0:
         raise UserError(f"no frame could be read from {'camera ' + item if is_camera(item) else item}")
-    return VideoResult(frames, seconds, float(fps_in), output if writer is not None else None)
+    return VideoResult(frames, seconds, float(fps_in), output if writer is not None else None, interrupted)
