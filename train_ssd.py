@@ -755,7 +755,6 @@ def init_from_pretrained_ssd(net: torch.nn.Module, path: str, net_name: str) -> 
                     "which start from scratch", path, file_classes, net.num_classes)
 
 
-
 def mean_ap(net: torch.nn.Module, dataset, args: argparse.Namespace, device: torch.device,
             info: distributed.DistInfo) -> dict[str, float]:
     """COCO mAP@[.5:.95] + AP50 (VOC mAP for VOC data) of the bare net, computed on rank 0."""
