@@ -137,3 +137,29 @@ def test_default_predictor_runs_a_folded_copy_with_the_same_detections(factory: 
     image = (np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)
     for a, b in zip(folded.predict(image, prob_threshold=0.0), plain.predict(image, prob_threshold=0.0)):
         torch.testing.assert_close(a.float(), b.float(), atol=1e-3, rtol=1e-4)
+
+
+def test_predictor_follows_weights_loaded_after_it_was_made(tmp_path) -> None:
+    """Upstream code may make the predictor first and ``net.load()`` afterwards (or keep one
+    predictor across training steps): the folded copy must follow the net's current weights,
+    not the ones it had when the predictor was made."""
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    trained = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
+    _randomize_bn(trained, seed=1)
+    trained.save(tmp_path / "trained.pth")
+    net = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
+    predictor = create_predictor(net)
+    x = torch.randn(1, 3, 160, 160)
+    before = predictor.run(x)[0]
+    net.load(tmp_path / "trained.pth")
+    expected = create_predictor(trained, optimize=False).run(x)[0]
+    after = predictor.run(x)[0]
+    assert not torch.allclose(before, expected, atol=1e-3)
+    torch.testing.assert_close(after, expected, atol=1e-4, rtol=1e-4)
+    copy = predictor.net
+    assert predictor.net is copy  # unchanged weights: the copy is reused, not remade per call
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)  # an in-place update, as an optimizer step does
+    assert predictor.net is not copy
