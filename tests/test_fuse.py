@@ -163,3 +163,22 @@ def test_predictor_follows_weights_loaded_after_it_was_made(tmp_path) -> None:
     with torch.no_grad():
         next(net.parameters()).add_(1.0)  # an in-place update, as an optimizer step does
     assert predictor.net is not copy
+
+
+def test_predict_takes_grayscale_and_rgba_as_rgb() -> None:
+    """PIL-loaded PNGs come as HxW or HxWx4: the same detections as the RGB image they show."""
+    import numpy as np
+
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    predictor = create_predictor(registry.create_net("mb1-ssd", 3, resolution=160, is_test=True))
+    gray = (np.random.default_rng(0).random((90, 120)) * 255).astype(np.uint8)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    expected = predictor.predict(rgb, 5, 0.0)
+    rgba = np.dstack([rgb, np.full_like(gray, 7)])
+    for image in (gray, gray[:, :, None], rgba):
+        for a, b in zip(predictor.predict(image, 5, 0.0), expected):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(np.zeros((9, 9, 2), np.uint8))

@@ -75,11 +75,13 @@ class Predictor:
             return test_outputs(self.net, images.to(self.device))
 
     def predict(self, image: np.ndarray, top_k: int = -1, prob_threshold: float | None = None) -> Detections:
-        """Detect objects in one RGB uint8 ``HxWx3`` image.
+        """Detect objects in one RGB uint8 ``HxWx3`` image (grayscale ``HxW``/``HxWx1`` and RGBA
+        ``HxWx4``, e.g. ``np.asarray(PIL.Image.open(png))``, are taken as RGB; alpha is dropped).
 
         Returns:
             boxes [K, 4] corner form in pixels, labels [K] int64 (1..C-1), probs [K], best first.
         """
+        image = _as_rgb(image)
         height, width = image.shape[:2]
         x = self.transform(image).unsqueeze(0)
         return self.predict_batch(x, [(height, width)], top_k=top_k, prob_threshold=prob_threshold)[0]
@@ -98,6 +100,15 @@ class Predictor:
             scale = torch.tensor([w, h, w, h], dtype=b.dtype)
             out.append((b * scale, l, s))
         return out
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """Grayscale and RGBA arrays as RGB; anything else unchanged (the transform names what is wrong)."""
+    if isinstance(image, np.ndarray) and image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (1, 4):
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3])
+    return image
 
 
 def _module_device(net) -> torch.device:
