@@ -41,7 +41,7 @@ class Predictor:
     per class that enter NMS.
     """
 
-    def __init__(self, net: "torch.nn.Module | InferenceCopy | None", size: int, mean=0.0, std: float = 1.0,
+    def __init__(self, net: torch.nn.Module | InferenceCopy | None, size: int, mean=0.0, std: float = 1.0,
                  nms_method: str | None = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
                  candidate_size: int = 200, sigma: float = 0.5, device: torch.device | str | None = None) -> None:
         self._net = net
