@@ -182,3 +182,19 @@ def test_predict_takes_grayscale_and_rgba_as_rgb() -> None:
             assert torch.equal(a, b)
     with pytest.raises(ValueError, match="RGB uint8"):
         predictor.predict(np.zeros((9, 9, 2), np.uint8))
+
+
+def test_upstream_predictor_factories_default_to_the_gpu(monkeypatch) -> None:
+    """Upstream's Predictor runs on cuda:0 when there is one, whatever device the net is on;
+    ours (create_predictor) stays on the net's device. The copy is made lazily, so no GPU is
+    needed to check which device each chose."""
+    from vision.ssd import mobilenetv1_ssd
+    from vision.ssd.predictor import create_predictor
+
+    net = registry.create_net("mb1-ssd", 3, resolution=160, is_test=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net).device == torch.device("cuda:0")
+    assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net, device="cpu").device == torch.device("cpu")
+    assert create_predictor(net).device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net).device == torch.device("cpu")

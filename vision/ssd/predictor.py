@@ -180,6 +180,12 @@ def create_predictor(net: Any, *, optimize: bool = True, **predictor_kwargs: Any
 
 def create_upstream_predictor(net: Any, candidate_size: int = 200, nms_method: str | None = None,
                               sigma: float = 0.5, device: torch.device | str | None = None) -> Predictor:
-    """Upstream's ``create_*_predictor(net, candidate_size, nms_method, sigma, device)``."""
+    """Upstream's ``create_*_predictor(net, candidate_size, nms_method, sigma, device)``.
+
+    As upstream's Predictor, no ``device`` means the GPU when there is one (a CPU net is not
+    moved: its inference copy runs there), otherwise the net's own device.
+    """
+    if device is None and torch.cuda.is_available() and _module_device(net).type != "cuda":
+        device = torch.device("cuda:0")
     return create_predictor(net, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma,
                             device=device)
