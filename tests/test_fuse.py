@@ -163,25 +163,77 @@ def test_default_predictor_is_folded_channels_last_on_cpu_and_matches(name: str,
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 
 
-def test_default_predictor_on_cuda_folds_without_channels_last(monkeypatch) -> None:
+def test_default_predictor_on_cuda_folds_without_channels_last() -> None:
     """On CUDA the factory folds but keeps NCHW weights (channels_last is measured faster only on
-    the CPU); checked without a GPU by watching what create_predictor asks for."""
+    the CPU); checked without a GPU: the inference copy is made lazily, so what it will be is known."""
     from vision.ssd import predictor as predictor_module
 
-    seen = {}
-
-    def fake_optimize(net, *, channels_last):
-        seen["channels_last"] = channels_last
-        return fold_batch_norm(net)
-
-    class NoMove:  # a Predictor would move the net to the (absent) GPU
-        def __init__(self, net, *args, **kwargs) -> None:
-            self.net = net
-
-    monkeypatch.setattr(predictor_module, "optimize_for_inference", fake_optimize)
-    monkeypatch.setattr(predictor_module, "Predictor", NoMove)
     net = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
     out = predictor_module.create_predictor(net, device="cuda")
-    assert seen == {"channels_last": False} and count_batch_norms(out.net) == 0
-    predictor_module.create_predictor(net, device="cpu")
-    assert seen == {"channels_last": True}
+    copy = out._net
+    assert isinstance(copy, predictor_module.InferenceCopy), type(copy)
+    assert copy.channels_last is False and copy.device == torch.device("cuda")
+    cpu = predictor_module.create_predictor(net, device="cpu")
+    copy = cpu._net
+    assert copy.channels_last is True and count_batch_norms(cpu.net) == 0
+
+
+def test_predictor_follows_weights_loaded_after_it_was_made(tmp_path) -> None:
+    """Upstream code may make the predictor first and ``net.load()`` afterwards (or keep one
+    predictor across training steps): the folded copy must follow the net's current weights,
+    not the ones it had when the predictor was made."""
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    trained = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
+    _randomize_bn(trained, seed=1)
+    trained.save(tmp_path / "trained.pth")
+    net = registry.create_net("mb1-ssd", 5, resolution=160, is_test=True)
+    predictor = create_predictor(net)
+    x = torch.randn(1, 3, 160, 160)
+    before = predictor.run(x)[0]
+    net.load(tmp_path / "trained.pth")
+    expected = create_predictor(trained, optimize=False).run(x)[0]
+    after = predictor.run(x)[0]
+    assert not torch.allclose(before, expected, atol=1e-3)
+    torch.testing.assert_close(after, expected, atol=1e-4, rtol=1e-4)
+    copy = predictor.net
+    assert predictor.net is copy  # unchanged weights: the copy is reused, not remade per call
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)  # an in-place update, as an optimizer step does
+    assert predictor.net is not copy
+
+
+def test_predict_takes_grayscale_and_rgba_as_rgb() -> None:
+    """PIL-loaded PNGs come as HxW or HxWx4: the same detections as the RGB image they show."""
+    import numpy as np
+
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    predictor = create_predictor(registry.create_net("mb1-ssd", 3, resolution=160, is_test=True))
+    gray = (np.random.default_rng(0).random((90, 120)) * 255).astype(np.uint8)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    expected = predictor.predict(rgb, 5, 0.0)
+    rgba = np.dstack([rgb, np.full_like(gray, 7)])
+    for image in (gray, gray[:, :, None], rgba):
+        for a, b in zip(predictor.predict(image, 5, 0.0), expected):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(np.zeros((9, 9, 2), np.uint8))
+
+
+def test_upstream_predictor_factories_default_to_the_gpu(monkeypatch) -> None:
+    """Upstream's Predictor runs on cuda:0 when there is one, whatever device the net is on;
+    ours (create_predictor) stays on the net's device. The copy is made lazily, so no GPU is
+    needed to check which device each chose."""
+    from vision.ssd import mobilenetv1_ssd
+    from vision.ssd.predictor import create_predictor
+
+    net = registry.create_net("mb1-ssd", 3, resolution=160, is_test=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net).device == torch.device("cuda:0")
+    assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net, device="cpu").device == torch.device("cpu")
+    assert create_predictor(net).device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net).device == torch.device("cpu")

@@ -268,3 +268,34 @@ def test_torchvision_weights_that_do_not_fit():
         model_io.init_from_torchvision(net("mb2-ssd-lite", width_mult=0.75),
                                        torchvision.models.mobilenet_v2(weights=None).state_dict())
     one_line_user_error(e, "width")
+
+
+def _old_sq_checkpoint(tmp_path: Path, version: str) -> Path:
+    """A checkpoint as train_ssd.py wrote it for sq-ssd-lite before the layout split (same keys)."""
+    from vision.training.checkpoint import TrainingCheckpoint
+
+    names = ["BACKGROUND", "a", "b"]
+    path = tmp_path / f"sq-{version}.pth"
+    TrainingCheckpoint(epoch=1, model=net("sq-ssd-lite-tv").state_dict(), net="sq-ssd-lite", resolution=300,
+                       version=version, class_names=names, args={"net": "sq-ssd-lite"}).save(path)
+    return path
+
+
+def test_old_sq_ssd_lite_checkpoint_can_run_as_tv_and_is_flagged(tmp_path, caplog):
+    """A sq-ssd-lite trained here before the split has torchvision's layout: README says pass
+    --net sq-ssd-lite-tv, which must be accepted (same weights); with no --net the file loads as
+    sq-ssd-lite with a warning naming the fix, since its keys cannot tell the layouts apart."""
+    from vision.cli.models import read_model_info, resolve_settings
+
+    info = read_model_info(_old_sq_checkpoint(tmp_path, "1.0.0"))
+    assert resolve_settings(info, net_name="sq-ssd-lite-tv", label_file=None, resolution=None,
+                            width_mult=None)[0] == "sq-ssd-lite-tv"
+    caplog.clear()
+    assert resolve_settings(info, net_name=None, label_file=None, resolution=None, width_mult=None)[0] == "sq-ssd-lite"
+    assert "--net sq-ssd-lite-tv" in caplog.text
+    caplog.clear()
+    new = read_model_info(_old_sq_checkpoint(tmp_path, "1.1.0"))
+    resolve_settings(new, net_name=None, label_file=None, resolution=None, width_mult=None)
+    assert "sq-ssd-lite-tv" not in caplog.text
+    with pytest.raises(UserError, match="holds a sq-ssd-lite model, but --net is mb1-ssd"):
+        resolve_settings(info, net_name="mb1-ssd", label_file=None, resolution=None, width_mult=None)

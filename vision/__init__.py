@@ -2,4 +2,4 @@
 
 ``__version__`` is recorded in every checkpoint and ``args.json``, so a run says which code made it.
 """
-__version__ = "1.0.0"
+__version__ = "1.1.0"

@@ -168,6 +168,25 @@ class LoadedModel:
     info: ModelInfo
 
 
+# Nets with the same state_dict keys and shapes but another layout: a file saved as one may be run
+# as the other (--net), e.g. an sq-ssd-lite trained here before the upstream/torchvision split.
+SAME_WEIGHTS_LAYOUTS = frozenset({frozenset(("sq-ssd-lite", "sq-ssd-lite-tv"))})
+# vision.__version__ that made sq-ssd-lite upstream's layout (older checkpoints: torchvision's)
+SQ_SPLIT_VERSION = "1.1.0"
+
+
+def _saved_before(checkpoint: dict | None, version: str) -> bool:
+    """Whether one of our checkpoints was written by a package version older than ``version``
+    (an unknown or unreadable version counts as older; a bare state_dict (None) does not)."""
+    if not checkpoint or "model" not in checkpoint:
+        return False
+    try:
+        saved = tuple(int(x) for x in str(checkpoint.get("version")).split("."))
+    except ValueError:
+        return True
+    return saved < tuple(int(x) for x in version.split("."))
+
+
 def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str | os.PathLike | None,
                      resolution: int | None, width_mult: float | None) -> tuple[str, list[str], int, float]:
     """Merge flags with the model's self-description: ``(net, class_names, resolution, width_mult)``.
@@ -181,7 +200,15 @@ def resolve_settings(info: ModelInfo, *, net_name: str | None, label_file: str |
     except UserError as e:
         raise UserError(f"{info.path} says it is a {info.net_name!r} model: {e}") from None
     if given and saved and given != saved:
-        raise UserError(f"{info.path} holds a {saved} model, but --net is {net_name}")
+        if frozenset((given, saved)) not in SAME_WEIGHTS_LAYOUTS:
+            raise UserError(f"{info.path} holds a {saved} model, but --net is {net_name}")
+        log.warning("%s says it is a %s model; running it as %s as asked (same weights, other layout and "
+                    "outputs)", info.path, saved, given)
+    elif saved == "sq-ssd-lite" and not given and _saved_before(info.checkpoint, SQ_SPLIT_VERSION):
+        log.warning("%s is a sq-ssd-lite model saved by pytorch-ssd %s: before %s this project's sq-ssd-lite "
+                    "had torchvision's layout (2778 priors at 300 px, now sq-ssd-lite-tv). If it was trained "
+                    "then, its detections here are wrong: pass --net sq-ssd-lite-tv", info.path,
+                    info.checkpoint.get("version", "unknown"), SQ_SPLIT_VERSION)
     name = given or saved
     if not name:  # a bare upstream state_dict: recognise the net by its keys and shapes
         name = guess_net_name(info.state_dict, width_mult)

@@ -41,10 +41,10 @@ class Predictor:
     per class that enter NMS.
     """
 
-    def __init__(self, net: torch.nn.Module, size: int, mean=0.0, std: float = 1.0,
+    def __init__(self, net: torch.nn.Module | InferenceCopy | None, size: int, mean=0.0, std: float = 1.0,
                  nms_method: str | None = None, iou_threshold: float = 0.45, filter_threshold: float = 0.01,
                  candidate_size: int = 200, sigma: float = 0.5, device: torch.device | str | None = None) -> None:
-        self.net = net
+        self._net = net
         self.size = size
         self.transform = PredictionTransform(size, mean, std)
         self.nms_method = nms_method
@@ -52,10 +52,22 @@ class Predictor:
         self.filter_threshold = filter_threshold
         self.candidate_size = candidate_size
         self.sigma = sigma
-        self.device = torch.device(device) if device is not None else _module_device(net)
+        if isinstance(net, InferenceCopy):
+            self.device = net.device
+        else:
+            self.device = torch.device(device) if device is not None else _module_device(net)
         if isinstance(net, torch.nn.Module):
-            self.net.to(self.device)
-            self.net.eval()
+            net.to(self.device)
+            net.eval()
+
+    @property
+    def net(self) -> Any:
+        """The module that runs: the caller's net, or the inference copy of its current weights."""
+        return self._net.current() if isinstance(self._net, InferenceCopy) else self._net
+
+    @net.setter
+    def net(self, value: Any) -> None:
+        self._net = value
 
     def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw test outputs for a preprocessed batch ``[B,3,S,S]`` (overridden by the ONNX predictor)."""
@@ -63,7 +75,8 @@ class Predictor:
             return test_outputs(self.net, images.to(self.device))
 
     def predict(self, image: np.ndarray, top_k: int = -1, prob_threshold: float | None = None) -> Detections:
-        """Detect objects in one RGB uint8 ``HxWx3`` image.
+        """Detect objects in one RGB uint8 ``HxWx3`` image (grayscale ``HxW``/``HxWx1`` and RGBA
+        ``HxWx4``, e.g. ``np.asarray(PIL.Image.open(png))``, are taken as RGB; alpha is dropped).
 
         ``prob_threshold`` (default: the predictor's ``filter_threshold``) drops (box, class) pairs
         scoring at or below it; each class keeps its ``candidate_size`` best, NMS runs per class.
@@ -76,6 +89,7 @@ class Predictor:
         Returns:
             boxes [K, 4] corner form in pixels, labels [K] int64 (1..C-1), probs [K], best first.
         """
+        image = _as_rgb(image)
         height, width = image.shape[:2]
         x = self.transform(image).unsqueeze(0)
         return self.predict_batch(x, [(height, width)], top_k=top_k, prob_threshold=prob_threshold)[0]
@@ -96,11 +110,52 @@ class Predictor:
         return out
 
 
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """Grayscale and RGBA arrays as RGB; anything else unchanged (the transform names what is wrong)."""
+    if isinstance(image, np.ndarray) and image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (1, 4):
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3])
+    return image
+
+
 def _module_device(net) -> torch.device:
     try:
         return next(net.parameters()).device
     except (StopIteration, AttributeError):
         return torch.device("cpu")
+
+
+def _weights_stamp(net: torch.nn.Module) -> tuple:
+    """Identity and in-place version of every parameter and buffer: changes whenever the weights
+    do (``load_state_dict``/``net.load`` copy in place and bump ``_version``; an optimizer step,
+    ``.to(device)`` or a replaced tensor does too). A few microseconds for a whole SSD."""
+    return tuple((t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers()))
+
+
+class InferenceCopy:
+    """An inference copy of ``source`` (``optimize_for_inference``), rebuilt when its weights change.
+
+    Why lazy and re-checked: upstream code may build the predictor first and load weights into
+    the same net afterwards (or keep one predictor across training epochs); a copy frozen at
+    construction would silently keep the old weights. The copy is made on first use and remade
+    whenever ``_weights_stamp(source)`` differs from the one it was made from.
+    """
+
+    def __init__(self, source: torch.nn.Module, device: torch.device, channels_last: bool) -> None:
+        self.source = source
+        self.device = device
+        self.channels_last = channels_last
+        self._copy: torch.nn.Module | None = None
+        self._stamp: tuple | None = None
+
+    def current(self) -> torch.nn.Module:
+        """The copy for the source's current weights (made or remade here when needed)."""
+        stamp = _weights_stamp(self.source)
+        if self._copy is None or stamp != self._stamp:
+            self._copy = optimize_for_inference(self.source, channels_last=self.channels_last).to(self.device)
+            self._stamp = stamp
+        return self._copy
 
 
 def create_predictor(net: Any, *, optimize: bool = True, **predictor_kwargs: Any) -> Predictor:
@@ -110,8 +165,9 @@ def create_predictor(net: Any, *, optimize: bool = True, **predictor_kwargs: Any
     (``vision.ssd.fuse.optimize_for_inference``: BatchNorm folded into the convolutions and, on
     the CPU, channels_last weights): the same detections up to float rounding (1e-4), 1.3-1.7x
     faster on a CPU. The caller's net is not touched (not moved, not put in eval mode), so
-    evaluating during training leaves it as it was; the copy is a snapshot, so make a new
-    predictor after changing the weights. ``optimize=False`` runs the net itself (upstream's
+    evaluating during training leaves it as it was; the copy follows the net's weights (remade
+    on the next predict after ``net.load(...)`` or a training step, see ``InferenceCopy``).
+    ``optimize=False`` runs the net itself (upstream's
     behaviour: the predictor moves it to ``device`` and puts it in eval mode).
     ``predictor_kwargs`` go to Predictor (nms_method, iou_threshold, filter_threshold,
     candidate_size, sigma, device). A Predictor (e.g. an ``OnnxPredictor``) passed as ``net``
@@ -126,12 +182,18 @@ def create_predictor(net: Any, *, optimize: bool = True, **predictor_kwargs: Any
     if optimize and isinstance(net, torch.nn.Module):
         device = predictor_kwargs.get("device")
         device = torch.device(device) if device is not None else _module_device(net)
-        net = optimize_for_inference(net, channels_last=device.type == "cpu")
+        net = InferenceCopy(net, device, channels_last=device.type == "cpu")
     return Predictor(net, cfg.image_size, cfg.image_mean, cfg.image_std, **predictor_kwargs)
 
 
 def create_upstream_predictor(net: Any, candidate_size: int = 200, nms_method: str | None = None,
                               sigma: float = 0.5, device: torch.device | str | None = None) -> Predictor:
-    """Upstream's ``create_*_predictor(net, candidate_size, nms_method, sigma, device)``."""
+    """Upstream's ``create_*_predictor(net, candidate_size, nms_method, sigma, device)``.
+
+    As upstream's Predictor, no ``device`` means the GPU when there is one (a CPU net is not
+    moved: its inference copy runs there), otherwise the net's own device.
+    """
+    if device is None and torch.cuda.is_available() and _module_device(net).type != "cuda":
+        device = torch.device("cuda:0")
     return create_predictor(net, candidate_size=candidate_size, nms_method=nms_method, sigma=sigma,
                             device=device)
