@@ -227,3 +227,14 @@ def test_resume_priors_same_file_is_accepted_another_is_refused_in_one_line(tmp_
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(UserError, match="boxes per cell"):
         resume_priors_arg(saved, str(tmp_path / "other.json"), force=True)
+
+
+@pytest.mark.parametrize("ratios, warned", [([2, 2], True), ([2, 0.5], True), ([1, 3], True), ([2, 3], False)])
+def test_priors_file_with_duplicate_ratios_warns(tmp_path, caplog, ratios, warned):
+    from vision.ssd.custom_priors import load_priors_spec
+    spec = _spec()
+    spec["feature_maps"][2]["aspect_ratios"] = ratios
+    (tmp_path / "p.json").write_text(json.dumps(spec))
+    with caplog.at_level("WARNING"):
+        load_priors_spec(tmp_path / "p.json")
+    assert ("feature_maps[2]" in caplog.text and "duplicates" in caplog.text) == warned

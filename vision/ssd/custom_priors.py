@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -41,6 +42,8 @@ import torch
 from vision.ssd.config.base import SSDConfig, scaled_specs
 from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
 from vision.utils.misc import UserError
+
+log = logging.getLogger(__name__)
 
 FORMAT = "pytorch-ssd-priors"
 VERSION = 1
@@ -102,7 +105,13 @@ def load_priors_spec(path: str | os.PathLike) -> dict:
         raise UserError(f"priors file not found: {p}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{p}: not a JSON priors file ({e})") from None
-    return validate_spec(data, str(p))
+    spec = validate_spec(data, str(p))
+    for k, m in enumerate(spec["feature_maps"]):  # legal, but heads that learn the same box twice
+        folded = [round(max(r, 1 / r), 6) for r in m["aspect_ratios"]]  # r and 1/r make the same pair
+        if len(set(folded)) < len(folded) or 1.0 in folded:
+            log.warning("%s: feature_maps[%d]: aspect ratios %s repeat a box (r and 1/r make the same pair; 1 "
+                        "is the min_size square): those priors are duplicates", p, k, m["aspect_ratios"])
+    return spec
 
 
 def priors_spec_arg(value: Any, source: str = "--priors") -> dict | None:
