@@ -45,7 +45,7 @@ from vision.datasets.collation import collate_padded
 from vision.evaluation.evaluate import describe_map
 from vision.nn.multibox_loss import DEFAULT_MINING
 from vision.ssd.config.base import SSDConfig, build_criterion, build_matcher
-from vision.ssd.custom_priors import priors_spec_arg
+from vision.ssd.custom_priors import priors_spec_arg, resume_priors_arg
 from vision.ssd.data_preprocessing import TestTransform, TrainAugmentation
 from vision.ssd.model_io import infer_num_classes, load_net_weights
 from vision.ssd.registry import NET_NAMES, canonical_name, create_net, get_config
@@ -431,6 +431,9 @@ def resume_args(args: argparse.Namespace, given: dict[str, Any], defaults: dict[
         raise UserError(f"--resume: not found: {resume_path}")
     saved = read_args_json(folder)
     run_id = saved.get("run_id") if isinstance(saved.get("run_id"), str) else None
+    if "priors" in given:  # a file path vs the saved spec: compare what they describe
+        given = {**given, "priors": resume_priors_arg(saved["args"].get("priors"), given["priors"],
+                                                      args.force_override)}
     merged = merge_resume_args(saved["args"], given, defaults, flag_names, force=args.force_override)
     if "checkpoint_folder" not in given:
         merged["checkpoint_folder"] = str(folder)

@@ -170,3 +170,71 @@ def test_resume_eval_export_and_example_need_no_flag(trained, tmp_path):
                        cwd=tmp_path, timeout=300, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         assert r.stdout.strip()  # a detection line (threshold 0.01 on a barely trained net)
+
+
+# ------------------------------------------------------------------------------ hostile inputs (r14b)
+def test_viz_inputs_never_replaces_a_users_file(tiny_coco, tmp_path):
+    from vision.datasets.coco_dataset import COCODataset
+    from vision.ssd.data_preprocessing import TrainAugmentation
+    from vision.ssd.registry import get_config
+    from vision.training.viz_inputs import write_input_samples
+    from vision.utils.misc import UserError
+    cfg = get_config(NET, RES)
+    ds = COCODataset(tiny_coco, transform=TrainAugmentation(RES, cfg.image_mean, cfg.image_std, seed=1))
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "input-00001.png").write_bytes(b"mine")
+    with pytest.raises(UserError, match="input-00001.png exists and was not written"):
+        write_input_samples(ds, 2, folder, cfg, ds.class_names)
+    assert (folder / "input-00001.png").read_bytes() == b"mine"
+    assert not (folder / "input-00000.png").exists()  # refused before anything is written
+    (folder / "input-00001.png").unlink()
+    write_input_samples(ds, 2, folder, cfg, ds.class_names)
+    write_input_samples(ds, 2, folder, cfg, ds.class_names)  # its own files (a --resume) are replaced
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("shrinkage", 3, "does not span"),          # priors bunched in a corner, silently
+    ("min_size", 5000, "larger than the"),      # every prior clamped to the whole image, silently
+])
+def test_spec_that_makes_useless_priors_is_refused(field, value, message):
+    from vision.ssd.custom_priors import validate_spec
+    from vision.utils.misc import UserError
+    spec = _spec()
+    spec["feature_maps"][0][field] = value
+    if field == "min_size":
+        spec["feature_maps"][0]["max_size"] = value * 2
+    with pytest.raises(UserError, match=message):
+        validate_spec(spec)
+
+
+def test_resume_priors_same_file_is_accepted_another_is_refused_in_one_line(tmp_path):
+    from vision.ssd.custom_priors import resume_priors_arg
+    from vision.utils.misc import UserError
+    saved = _spec()
+    same = dict(copy.deepcopy(saved), coverage={"overall": 0.5})  # informational keys do not count
+    (tmp_path / "same.json").write_text(json.dumps(same))
+    assert resume_priors_arg(saved, str(tmp_path / "same.json")) is saved
+    other = copy.deepcopy(saved)
+    other["feature_maps"][0]["min_size"] += 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(UserError) as e:
+        resume_priors_arg(saved, str(tmp_path / "other.json"))
+    assert "other.json" in str(e.value) and "feature_maps" not in str(e.value)  # no dump of the spec
+    assert resume_priors_arg(saved, str(tmp_path / "other.json"), force=True)["feature_maps"][0]["min_size"] == \
+        other["feature_maps"][0]["min_size"]
+    other["feature_maps"][0]["aspect_ratios"] = other["feature_maps"][0]["aspect_ratios"][:-1]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(UserError, match="boxes per cell"):
+        resume_priors_arg(saved, str(tmp_path / "other.json"), force=True)
+
+
+@pytest.mark.parametrize("ratios, warned", [([2, 2], True), ([2, 0.5], True), ([1, 3], True), ([2, 3], False)])
+def test_priors_file_with_duplicate_ratios_warns(tmp_path, caplog, ratios, warned):
+    from vision.ssd.custom_priors import load_priors_spec
+    spec = _spec()
+    spec["feature_maps"][2]["aspect_ratios"] = ratios
+    (tmp_path / "p.json").write_text(json.dumps(spec))
+    with caplog.at_level("WARNING"):
+        load_priors_spec(tmp_path / "p.json")
+    assert ("feature_maps[2]" in caplog.text and "duplicates" in caplog.text) == warned

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -41,6 +42,8 @@ import torch
 from vision.ssd.config.base import SSDConfig, scaled_specs
 from vision.utils.box_utils import SSDBoxSizes, SSDSpec, generate_ssd_priors
 from vision.utils.misc import UserError
+
+log = logging.getLogger(__name__)
 
 FORMAT = "pytorch-ssd-priors"
 VERSION = 1
@@ -74,11 +77,17 @@ def validate_spec(data: Any, source: str = "priors spec") -> dict:
         fm = m.get("feature_map_size")
         if type(fm) is not int or fm < 1:
             raise UserError(f"{where}: 'feature_map_size' must be a positive integer, got {fm!r}")
-        _num(m.get("shrinkage"), "'shrinkage'", where)
+        step = _num(m.get("shrinkage"), "'shrinkage'", where)
+        if abs(fm * step - size) > step:  # generate_ssd_priors puts cell centers at (i + 0.5) * shrinkage
+            raise UserError(f"{where}: shrinkage {step:g} x feature_map_size {fm} does not span the {size} px "
+                            f"image (the grid's cells must cover it: shrinkage about {size / fm:g})")
         lo = _num(m.get("min_size"), "'min_size'", where)
         hi = _num(m.get("max_size"), "'max_size'", where)
         if hi < lo:
             raise UserError(f"{where}: max_size {hi:g} is smaller than min_size {lo:g}")
+        if lo > size:
+            raise UserError(f"{where}: min_size {lo:g} is larger than the {size} px image: every prior of this "
+                            f"map would be clamped to the whole image")
         ratios = m.get("aspect_ratios")
         if not isinstance(ratios, list):
             raise UserError(f"{where}: 'aspect_ratios' must be a list (may be empty)")
@@ -96,7 +105,13 @@ def load_priors_spec(path: str | os.PathLike) -> dict:
         raise UserError(f"priors file not found: {p}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{p}: not a JSON priors file ({e})") from None
-    return validate_spec(data, str(p))
+    spec = validate_spec(data, str(p))
+    for k, m in enumerate(spec["feature_maps"]):  # legal, but heads that learn the same box twice
+        folded = [round(max(r, 1 / r), 6) for r in m["aspect_ratios"]]  # r and 1/r make the same pair
+        if len(set(folded)) < len(folded) or 1.0 in folded:
+            log.warning("%s: feature_maps[%d]: aspect ratios %s repeat a box (r and 1/r make the same pair; 1 "
+                        "is the min_size square): those priors are duplicates", p, k, m["aspect_ratios"])
+    return spec
 
 
 def priors_spec_arg(value: Any, source: str = "--priors") -> dict | None:
@@ -109,6 +124,37 @@ def priors_spec_arg(value: Any, source: str = "--priors") -> dict | None:
     if isinstance(value, (str, os.PathLike)):
         return load_priors_spec(os.path.expanduser(value))
     raise UserError(f"{source}: expected a priors file path or spec, got {type(value).__name__}")
+
+
+def same_priors(a: dict | None, b: dict | None) -> bool:
+    """Whether two specs make the same priors (``image_size`` and ``feature_maps``; the informational
+    ``net`` and ``coverage`` do not count). None is the net's default priors."""
+    if a is None or b is None:
+        return a is None and b is None
+    key = lambda s: json.dumps([s.get("image_size"), s.get("feature_maps")], sort_keys=True)  # noqa: E731
+    return key(a) == key(b)
+
+
+def resume_priors_arg(saved: dict | None, value: Any, force: bool = False) -> dict | None:
+    """The ``--priors`` given again on ``--resume``, checked against the run's saved spec ``saved``.
+
+    Why: a run's priors are part of its weights (the heads' outputs per cell, the box coding), so
+    they cannot change; the same file again is fine. Returns the spec to merge (``saved`` itself
+    when equal, so the merge sees no change); refuses another spec in one line unless ``force``,
+    and even then when its boxes per cell differ (the checkpoint's heads could not load).
+    """
+    spec = priors_spec_arg(value)
+    if same_priors(saved, spec):
+        return saved
+    name = value if isinstance(value, (str, os.PathLike)) else "the given spec"
+    if not force:
+        raise UserError(f"--priors {name}: not the priors this run was trained with (its own are saved in its "
+                        f"args.json: resume without --priors); start a new run, or pass --force-override")
+    if saved is not None and spec is not None and priors_per_cell(saved) != priors_per_cell(spec):
+        raise UserError(f"--priors {name}: {priors_per_cell(spec)} boxes per cell per feature map, the run's heads "
+                        f"have {priors_per_cell(saved)}: its checkpoint cannot continue with them, even with "
+                        f"--force-override; start a new run (--pretrained-ssd loads all but the heads)")
+    return spec
 
 
 def spec_from_ssd_specs(specs: Sequence[SSDSpec], image_size: int, net: str | None = None) -> dict:

@@ -16,18 +16,29 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
 from torch.utils.data import ConcatDataset
 
 from vision.datasets.base import clip_boxes
 from vision.datasets.image_io import ImageDecodeError
 from vision.ssd.config.base import SSDConfig
 from vision.utils import box_utils
-from vision.utils.misc import atomic_write
+from vision.utils.misc import UserError, atomic_write
 
 log = logging.getLogger(__name__)
 
 GT_COLOUR = (0, 255, 0)
 PRIOR_COLOUR = (255, 160, 0)
+MARK = ("Software", "pytorch-ssd --viz-inputs")  # PNG text chunk: the files this module may replace
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a PNG written by ``write_input_samples`` (so it may be replaced)."""
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(MARK[0]) == MARK[1]
+    except (OSError, ValueError):
+        return False
 
 
 def _locate(dataset: Any, index: int) -> tuple[Any, int]:
@@ -107,9 +118,18 @@ def write_input_samples(dataset: Any, count: int, folder: str | os.PathLike, con
     matching) is not applied, the matching is drawn instead. Unreadable images are skipped.
     """
     folder = Path(folder)
+    n = min(int(count), len(dataset))
+    for i in range(n):  # never replace a file a user put there (checked before anything is written)
+        path = folder / f"input-{i:05d}.png"
+        if path.exists() or path.is_symlink():
+            if path.is_symlink() or not path.is_file() or not _ours(path):
+                raise UserError(f"--viz-inputs: {path} exists and was not written by --viz-inputs; move it away "
+                                f"or choose another --checkpoint-folder")
     folder.mkdir(parents=True, exist_ok=True)
+    info = PngInfo()
+    info.add_text(*MARK)
     written: list[Path] = []
-    for i in range(min(int(count), len(dataset))):
+    for i in range(n):
         reader, j = _locate(dataset, i)
         try:
             image = reader.get_image(j)
@@ -126,6 +146,6 @@ def write_input_samples(dataset: Any, count: int, folder: str | os.PathLike, con
                                 config, class_names)
         path = folder / f"input-{i:05d}.png"
         with atomic_write(path, "wb") as f:
-            picture.save(f, format="PNG")
+            picture.save(f, format="PNG", pnginfo=info)
         written.append(path)
     return written
