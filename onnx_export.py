@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="also write an INT8 (QDQ, per-channel weights) model NAME-int8.onnx, statically calibrated "
                         "with ONNX Runtime on --calibration-data images (ONNX Runtime on CPUs; TensorRT 8+)")
+    p.add_argument("--int8-target", choices=["tensorrt", "cpu"], default="tensorrt",
+                   help="with --int8: tensorrt = int8 activations (TensorRT requires them; also runs on ONNX "
+                        "Runtime), cpu = uint8 activations (ONNX Runtime's fast path on x86 CPUs; TensorRT "
+                        "rejects it)")
     p.add_argument("--calibration-data", default=None, metavar="DIR",
                    help="with --int8: a dataset root or image folder (searched recursively) to calibrate on")
     p.add_argument("--calibration-images", type=int_range(1, 100000), default=100, metavar="N",
@@ -387,7 +391,7 @@ def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, trans
     log.info("INT8: calibrating on %d images from %s", len(images), args.calibration_data)
     log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),
              INT8_MIN_OPSET)
-    data = quantize_int8(model_bytes, int8_path, images, transform)
+    data = quantize_int8(model_bytes, int8_path, images, transform, target=args.int8_target)
     runs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
             for b in (model_bytes, data)]
     log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.3f, boxes %.3f", int8_path,
