@@ -329,6 +329,16 @@ def _coco_dict(split_data: dict, seed: int) -> dict:
     }
 
 
+def _check_sizes(num_train: int, num_val: int, image_size: Sequence[int]) -> None:
+    """The generators' shared argument checks (one-line UserErrors)."""
+    if num_train < 0 or num_val < 0:
+        raise UserError(f"image counts must be >= 0, got train={num_train} val={num_val}")
+    if num_train + num_val == 0:
+        raise UserError("nothing to generate: both --train and --val are 0")
+    if len(image_size) != 2 or min(image_size) < 32:
+        raise UserError(f"image_size must be (width, height) of at least 32 px, got {image_size}")
+
+
 def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, seed: int = 0,
                           fixed: bool = False, image_size: tuple[int, int] = (320, 240),
                           jpeg_quality: int = 90, overwrite: bool = True,
@@ -344,12 +354,7 @@ def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, see
     """
     if empty_share is not None and not 0.0 <= empty_share <= 1.0:
         raise UserError(f"empty_share must be in [0, 1], got {empty_share}")
-    if num_train < 0 or num_val < 0:
-        raise UserError(f"image counts must be >= 0, got train={num_train} val={num_val}")
-    if num_train + num_val == 0:
-        raise UserError("nothing to generate: both --train and --val are 0")
-    if len(image_size) != 2 or min(image_size) < 32:
-        raise UserError(f"image_size must be (width, height) of at least 32 px, got {image_size}")
+    _check_sizes(num_train, num_val, image_size)
     out = Path(out_dir)
     ann_dir = out / "annotations"
     if not overwrite:
@@ -391,12 +396,7 @@ def generate_yolo_dataset(out_dir: str | Path, num_train: int, num_val: int, see
     (YOLO has no crowd flag; Ultralytics' COCO converter drops them too) and images without boxes
     get no label file (background images). ``stats`` counts match what a reader must find.
     """
-    if num_train < 0 or num_val < 0:
-        raise UserError(f"image counts must be >= 0, got train={num_train} val={num_val}")
-    if num_train + num_val == 0:
-        raise UserError("nothing to generate: both --train and --val are 0")
-    if len(image_size) != 2 or min(image_size) < 32:
-        raise UserError(f"image_size must be (width, height) of at least 32 px, got {image_size}")
+    _check_sizes(num_train, num_val, image_size)
     out = Path(out_dir)
     yaml_file = out / "data.yaml"
     if not overwrite and yaml_file.exists():
