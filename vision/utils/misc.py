@@ -116,12 +116,25 @@ def add_log_level_arg(parser: argparse.ArgumentParser) -> None:
                         help="logging verbosity (default: %(default)s)")
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record, not the stream it was made
+    with: code that swaps stderr (a notebook, a test's capture, a wrapper) never logs into a closed file."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: str = "info") -> None:
     logging.basicConfig(
         level=getattr(logging, str(level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
-        stream=sys.stderr,
+        handlers=[_CurrentStderrHandler()],
         force=True,
     )
 
