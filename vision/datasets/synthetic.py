@@ -25,7 +25,7 @@ own random stream, so its content does not depend on the split size).
 ``fixed=True`` writes the annotations already in the format
 ``fix_coco_annotations.py`` produces (see ``coco_dataset.fix_coco_dict``).
 
-Run ``python3 -m vision.datasets.synthetic OUT --train N --val M``.
+Run ``python3 -m vision.datasets.synthetic OUT --train N --val M [--style scenes]``.
 """
 from __future__ import annotations
 
@@ -62,7 +62,6 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 _OBJECT_COUNT_P = [0.07, 0.25, 0.28, 0.22, 0.18]  # 0..4 objects
 _CROWD_P = 0.08
 _MIN_VISIBLE = 0.55  # an object may lose at most 45 % of its pixels to later objects
-STYLES = ("shapes", "scenes")
 _STYLE_STREAM = {"shapes": (), "scenes": (1,)}  # shapes keeps its original per-image streams
 
 
@@ -154,6 +153,7 @@ class ShapesLook:
 
 
 LOOKS: dict[str, Look] = {"shapes": ShapesLook(), "scenes": ScenesLook([c[3] for c in CLASSES])}
+STYLES = tuple(LOOKS)  # the first is the default
 
 
 def rle_encode(mask: np.ndarray) -> dict:
