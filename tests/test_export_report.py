@@ -115,10 +115,13 @@ def test_report_flags_bad_input_is_exit_2(tmp_path, capsys):
     folder = tmp_path / "run"
     _run_folder(folder, {**ARGS, "datasets": [str(tmp_path / "gone")]})
     (tmp_path / "empty").mkdir()
+    (tmp_path / "train_only" / "annotations").mkdir(parents=True)  # a COCO dataset without a validation split
+    (tmp_path / "train_only" / "annotations" / "instances_train2017.json").write_text("{}")
     cases = [(["--report-data", tmp_path / "missing"], "--report-data not found"),
              (["--report-data", tmp_path / "missing", "--report-images", 0], "--report-data not found"),
              (["--report-data", tmp_path / "empty"], "no images"),
              (["--report-data", folder / "best.pth"], "only a YOLO .yaml"),
+             (["--report-data", tmp_path / "train_only"], "--report-data: COCO annotation file not found"),
              (["--report-images", "-1"], "--report-images"),
              (["--report-images", "many"], "--report-images")]
     for extra, needle in cases:

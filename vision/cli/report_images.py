@@ -70,7 +70,10 @@ def _from_report_data(report_data: str | os.PathLike, limit: int) -> ReportImage
         if found is None:
             raise UserError(f"--report-data {root}: no images ({' '.join(IMAGE_EXTENSIONS)}) in it, and {e}") from None
         return found
-    return _dataset("auto", root, limit, "--report-data")
+    try:
+        return _dataset("auto", root, limit, "--report-data")
+    except UserError as e:  # e.g. a COCO folder without instances_val2017.json: say which flag it is about
+        raise UserError(f"--report-data: {e}") from None
 
 
 def _recorded_args(model_path: Path, checkpoint: dict | None) -> tuple[dict, str] | None:
