@@ -87,7 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-images", type=int_range(1, 100000), default=100, metavar="N",
                    help="with --int8: calibrate on N images spread over --calibration-data (default 100)")
     p.add_argument("--test-image", default=None,
-                   help="image for the ONNX Runtime check (default: a generated test image)")
+                   help="image for the ONNX Runtime check (default: a generated test image); also the closing "
+                        "report's first row")
+    p.add_argument("--report-images", type=int_range(0, 100), default=4, metavar="N",
+                   help="the closing report runs on the first N validation images (default 4; 0: only --test-image "
+                        "or the generated image): from --report-data, else the run's validation dataset "
+                        "(args.json) if still on disk")
+    p.add_argument("--report-data", default=None, metavar="DIR",
+                   help="dataset folder (any type training reads; its validation split) or folder of images "
+                        "for the closing report")
     add_log_level_arg(p)
     return p
 
@@ -294,6 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--output {output}: labels.txt is the labels file written beside the model; name the "
                         f"model NAME.onnx")
     check_outputs(args, output, info.path, labels)
+    from vision.cli.report_images import choose_report_images
+
+    reporting = not args.dynamic_batch and args.batch_size == 1  # before the export: a bad --report-data costs none
+    report_choice = choose_report_images(args.report_images if reporting else 0, args.report_data, info.path,
+                                         info.checkpoint)
+    if args.report_data and not reporting:
+        log.warning("--report-data is not used: there is no closing report for a graph with batch != 1")
     if output.suffix.lower() != ".onnx":
         log.warning("output %s does not end in .onnx", output)
     if args.opset > TENSORRT_MAX_OPSET["7.1"]:
@@ -363,10 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         fp32 = model_bytes if args.opset >= INT8_MIN_OPSET else add_metadata(
             export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(meta))
         write_int8(args, output, fp32, transform, x, calibration)
-    if not args.dynamic_batch and args.batch_size == 1:
+    if reporting:
+        from vision.cli.report_images import report_rows
         from vision.ssd.export_report import export_report
 
-        for line in export_report(output, net, [(args.test_image or "generated test image", image)], class_names):
+        first = (Path(args.test_image).name if args.test_image else "generated test image", image)
+        rows, source, skipped = report_rows(report_choice, args.report_images, first, bool(args.test_image))
+        for line in export_report(output, net, rows, class_names, source=source, skipped=skipped):
             log.info("%s", line)
     for engine in stale_engines(output):
         log.warning("TensorRT engine %s was built from an earlier export: jetson-inference before 2022-08 "

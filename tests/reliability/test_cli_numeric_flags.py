@@ -26,6 +26,7 @@ ZERO_OK = {
     "eval_ssd": {"workers": "load in the main process", "iou_threshold": "any overlap counts",
                  "nms_iou_threshold": "suppress any overlap", "prob_threshold": "keep every detection"},
     "run_ssd_example": {"threshold": "show every detection"},
+    "onnx_export": {"report_images": "no validation images in the closing report"},
     "coco_downloader": {"retries": "no retry", "retry_backoff": "retry at once", "min_rate": "no minimum rate"},
     "open_images_downloader": {"retry": "no retry", "retry_backoff": "retry at once", "seed": "any seed",
                                "min_rate": "no minimum rate"},
