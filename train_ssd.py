@@ -137,6 +137,9 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
                        help="COCO: train on images without boxes too, as background samples (the default)")
     empty.add_argument("--drop-empty", dest="keep_empty", action="store_false", default=argparse.SUPPRESS,
                        help="COCO: leave out images without boxes")
+    g.add_argument("--max-expand", type=float_range(1, 16, lo_open=False), default=4.0, metavar="R",
+                   help="zoom-out augmentation: half the samples are placed on a canvas up to R times the image's "
+                        "size, which makes small objects (the SSD paper and upstream: 4; 1 turns it off)")
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
@@ -461,7 +464,8 @@ def build_data(run: Run) -> Data:
     cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult, priors=args.priors)
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
-    train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
+    train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std,
+                                                       max_expand=args.max_expand))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
     train_parts = [open_dataset(args.dataset_type, d, split="train", transform=train_transform,
                                 target_transform=target_transform, balance_data=args.balance_data,
