@@ -13,12 +13,19 @@ loaders meet them early:
   varying size, the ``images`` list not in id order, gapped image and
   annotation ids, ``info`` and ``licenses`` sections.
 
+Two looks (``style``), the same classes, ids, quirks and files: ``shapes`` (the
+default, described above; its output for a seed never changes, recorded benchmark
+numbers depend on it) and ``scenes`` (photo-like clutter, distractor shapes that are no
+class, textured / outlined / shadowed / translucent / defocused objects of any rotation,
+6-50 % of the side; see ``vision.datasets.synthetic_scenes``), to check that a training
+recipe was not tuned to one look.
+
 Same seed -> byte-identical json and identical pixels (every image has its
 own random stream, so its content does not depend on the split size).
 ``fixed=True`` writes the annotations already in the format
 ``fix_coco_annotations.py`` produces (see ``coco_dataset.fix_coco_dict``).
 
-Run ``python3 -m vision.datasets.synthetic OUT --train N --val M``.
+Run ``python3 -m vision.datasets.synthetic OUT --train N --val M [--style scenes]``.
 """
 from __future__ import annotations
 
@@ -29,12 +36,14 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import cv2
 import numpy as np
 
 from vision.datasets.coco_dataset import fix_coco_dict
+from vision.datasets.synthetic_geometry import shape_mask
+from vision.datasets.synthetic_scenes import ScenesLook
 from vision.utils.misc import UserError, add_log_level_arg, atomic_write, atomic_write_json, float_range, \
     int_range, non_negative_int, run_main, setup_logging
 
@@ -53,6 +62,7 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 _OBJECT_COUNT_P = [0.07, 0.25, 0.28, 0.22, 0.18]  # 0..4 objects
 _CROWD_P = 0.08
 _MIN_VISIBLE = 0.55  # an object may lose at most 45 % of its pixels to later objects
+_STYLE_STREAM = {"shapes": (), "scenes": (1,)}  # shapes keeps its original per-image streams
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -89,60 +99,6 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return img
 
 
-def _star(cx: float, cy: float, r: float, angle: float) -> np.ndarray:
-    pts = []
-    for k in range(10):
-        rad = r if k % 2 == 0 else r * 0.45
-        t = angle + k * np.pi / 5 - np.pi / 2
-        pts.append((cx + rad * math.cos(t), cy + rad * math.sin(t)))
-    return np.array(pts)
-
-
-def _rotate(pts: np.ndarray, cx: float, cy: float, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    d = pts - (cx, cy)
-    return np.stack([cx + d[:, 0] * c - d[:, 1] * s, cy + d[:, 0] * s + d[:, 1] * c], axis=1)
-
-
-def _shape_mask(shape: str, cx: float, cy: float, size: float, rng: np.random.Generator,
-                width: int, height: int) -> np.ndarray:
-    """uint8 [H,W] anti-aliased mask (0..255) of one shape of about ``size`` px across."""
-    mask = np.zeros((height, width), dtype=np.uint8)
-    r = size / 2.0
-    angle = rng.uniform(-0.4, 0.4)
-    aspect = rng.uniform(0.85, 1.18)
-    sh = 4  # sub-pixel bits for cv2 drawing
-
-    def poly(pts: np.ndarray) -> None:
-        cv2.fillPoly(mask, [np.round(pts * (1 << sh)).astype(np.int32)], 255, cv2.LINE_AA, sh)
-
-    if shape in ("circle", "ring"):
-        axes = (max(1, int(round(r * aspect * (1 << sh)))), max(1, int(round(r / aspect * (1 << sh)))))
-        center = (int(round(cx * (1 << sh))), int(round(cy * (1 << sh))))
-        cv2.ellipse(mask, center, axes, math.degrees(angle), 0, 360, 255, -1, cv2.LINE_AA, sh)
-        if shape == "ring":
-            inner = (max(1, int(axes[0] * 0.55)), max(1, int(axes[1] * 0.55)))
-            cv2.ellipse(mask, center, inner, math.degrees(angle), 0, 360, 0, -1, cv2.LINE_AA, sh)
-    elif shape == "square":
-        hw, hh = r * aspect * 0.9, r / aspect * 0.9
-        pts = np.array([(cx - hw, cy - hh), (cx + hw, cy - hh), (cx + hw, cy + hh), (cx - hw, cy + hh)])
-        poly(_rotate(pts, cx, cy, angle))
-    elif shape == "triangle":
-        pts = np.array([(cx, cy - r), (cx + r * 0.95, cy + r * 0.8), (cx - r * 0.95, cy + r * 0.8)])
-        poly(_rotate(pts, cx, cy, angle))
-    elif shape == "star":
-        poly(_star(cx, cy, r, rng.uniform(-0.3, 0.3)))
-    elif shape == "cross":
-        a, b = r, r * 0.34
-        pts = np.array([(cx - b, cy - a), (cx + b, cy - a), (cx + b, cy - b), (cx + a, cy - b), (cx + a, cy + b),
-                        (cx + b, cy + b), (cx + b, cy + a), (cx - b, cy + a), (cx - b, cy + b), (cx - a, cy + b),
-                        (cx - a, cy - b), (cx - b, cy - b)])
-        poly(_rotate(pts, cx, cy, angle))
-    else:  # pragma: no cover - CLASSES is fixed
-        raise ValueError(shape)
-    return mask
-
-
 def _paint(img: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int], rng: np.random.Generator) -> None:
     """Blend a shaded, slightly jittered colour into ``img`` through ``mask`` (in place)."""
     x, y, w, h = cv2.boundingRect(mask)
@@ -156,6 +112,48 @@ def _paint(img: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int], rng: np
     shade = (0.85 + 0.2 * (t - t.min()))[..., None]
     roi = img[y:y + h, x:x + w]
     roi[...] = roi * (1 - a) + (color * shade) * a
+
+
+class Look(Protocol):
+    """How one style draws: ``_make_image`` places the objects and asks the look for pixels."""
+
+    name: str
+    object_size: tuple[float, float]  # log-uniform object size, fraction of the shorter side
+    crowd_size: tuple[float, float]  # uniform size of a crowd region's small shapes, same unit
+
+    def background(self, rng: np.random.Generator, width: int, height: int) -> np.ndarray: ...
+
+    def mask(self, shape: str, cx: float, cy: float, size: float, rng: np.random.Generator,
+             width: int, height: int) -> np.ndarray: ...
+
+    def paint(self, img: np.ndarray, mask: np.ndarray, cls: int, rng: np.random.Generator) -> None: ...
+
+    def finish(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+
+class ShapesLook:
+    """The original look: muted textured backgrounds, one flat shaded colour per class."""
+
+    name = "shapes"
+    object_size = (0.1, 0.6)
+    crowd_size = (0.035, 0.06)
+
+    def background(self, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+        return _background(rng, width, height)
+
+    def mask(self, shape: str, cx: float, cy: float, size: float, rng: np.random.Generator,
+             width: int, height: int) -> np.ndarray:
+        return shape_mask(shape, cx, cy, size, rng, width, height)
+
+    def paint(self, img: np.ndarray, mask: np.ndarray, cls: int, rng: np.random.Generator) -> None:
+        _paint(img, mask, CLASSES[cls][3], rng)
+
+    def finish(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return img
+
+
+LOOKS: dict[str, Look] = {"shapes": ShapesLook(), "scenes": ScenesLook([c[3] for c in CLASSES])}
+STYLES = tuple(LOOKS)  # the first is the default
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -185,10 +183,10 @@ def _polygons(mask: np.ndarray) -> tuple[list[list[float]], float]:
 
 # ----------------------------------------------------------------------------- one image
 def _make_image(rng: np.random.Generator, width: int, height: int, n_objects: int,
-                with_crowd: bool) -> tuple[np.ndarray, list[dict]]:
-    """Render one picture. Returns (RGB uint8 [H,W,3], objects) where an object is
+                with_crowd: bool, look: Look) -> tuple[np.ndarray, list[dict]]:
+    """Render one picture in ``look``. Returns (RGB uint8 [H,W,3], objects) where an object is
     {"class": index into CLASSES, "mask": bool [H,W] visible pixels, "crowd": bool}."""
-    img = _background(rng, width, height)
+    img = look.background(rng, width, height)
     side = min(width, height)
     owner = np.full((height, width), -1, dtype=np.int16)  # which object each pixel shows
     objects: list[dict] = []
@@ -206,10 +204,10 @@ def _make_image(rng: np.random.Generator, width: int, height: int, n_objects: in
         rx, ry = rng.uniform(reg / 2, width - reg / 2), rng.uniform(reg / 2, height - reg / 2)
         union = np.zeros((height, width), dtype=bool)
         for _ in range(int(rng.integers(7, 14))):
-            s = rng.uniform(0.035, 0.06) * side
-            m = _shape_mask(CLASSES[cls][4], rx + rng.uniform(-reg, reg) / 2, ry + rng.uniform(-reg, reg) / 2,
-                            s, rng, width, height)
-            _paint(img, m, CLASSES[cls][3], rng)
+            s = rng.uniform(*look.crowd_size) * side
+            m = look.mask(CLASSES[cls][4], rx + rng.uniform(-reg, reg) / 2, ry + rng.uniform(-reg, reg) / 2,
+                          s, rng, width, height)
+            look.paint(img, m, cls, rng)
             union |= m >= 128
         owner[union] = 0
         objects.append({"class": cls, "crowd": True, "area0": int(union.sum())})
@@ -219,20 +217,21 @@ def _make_image(rng: np.random.Generator, width: int, height: int, n_objects: in
         if placed == n_objects:
             break
         cls = int(rng.integers(len(CLASSES)))
-        size = math.exp(rng.uniform(math.log(0.1), math.log(0.6))) * side
+        size = math.exp(rng.uniform(math.log(look.object_size[0]), math.log(look.object_size[1]))) * side
         cx = rng.uniform(size * 0.35, width - size * 0.35)
         cy = rng.uniform(size * 0.35, height - size * 0.35)
-        m = _shape_mask(CLASSES[cls][4], cx, cy, size, rng, width, height)
+        m = look.mask(CLASSES[cls][4], cx, cy, size, rng, width, height)
         hard = m >= 128
         if hard.sum() < 16 or not accept(hard):
             continue
-        _paint(img, m, CLASSES[cls][3], rng)
+        look.paint(img, m, cls, rng)
         owner[hard] = len(objects)
         objects.append({"class": cls, "crowd": False, "area0": int(hard.sum())})
         placed += 1
 
     for j, ob in enumerate(objects):
         ob["mask"] = owner == j
+    img = look.finish(img, rng)
     out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return out, [ob for ob in objects if ob["mask"].any()]
 
@@ -244,10 +243,11 @@ def _image_id(split: str, k: int) -> int:
 
 def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple[int, int],
                  grayscale_index: int | None, quality: int, empty_share: float | None = None,
-                 folder: Path | None = None) -> dict:
+                 folder: Path | None = None, style: str = "shapes") -> dict:
     folder = folder if folder is not None else out_dir / f"{split}2017"
     folder.mkdir(parents=True, exist_ok=True)
     code = _SPLIT_CODE[split]
+    look = LOOKS[style]
     images, annotations = [], []
     stats = {"images": n, "annotations": 0, "boxes": 0, "crowd": 0, "empty_images": 0, "grayscale_images": [],
              "boxes_per_class": {c[1]: 0 for c in CLASSES}}
@@ -255,7 +255,7 @@ def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple
     forced_empty = 2 if split == "train" else 1
     forced_crowd = 3 if split == "train" else 2
     for k in range(n):
-        rng = np.random.default_rng([seed, code, k])
+        rng = np.random.default_rng([seed, code, k, *_STYLE_STREAM[style]])
         w = max(32, int(round(image_size[0] * rng.uniform(0.85, 1.15))))
         h = max(32, int(round(image_size[1] * rng.uniform(0.85, 1.15))))
         if empty_share is not None:  # a chosen share of background images, the rest with 1..4 objects
@@ -272,7 +272,7 @@ def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple
         else:
             n_obj = int(rng.choice(len(_OBJECT_COUNT_P), p=_OBJECT_COUNT_P))
             crowd = n_obj > 0 and rng.random() < _CROWD_P
-        pixels, objects = _make_image(rng, w, h, n_obj, crowd)
+        pixels, objects = _make_image(rng, w, h, n_obj, crowd, look)
         image_id = _image_id(split, k)
         file_name = f"{image_id:012d}.jpg"
         if k == grayscale_index:
@@ -315,9 +315,9 @@ def _write_split(out_dir: Path, split: str, n: int, seed: int, image_size: tuple
     return {"images": images, "annotations": annotations, "stats": stats}
 
 
-def _coco_dict(split_data: dict, seed: int) -> dict:
+def _coco_dict(split_data: dict, seed: int, style: str = "shapes") -> dict:
     return {
-        "info": {"description": "pytorch-ssd synthetic shapes (COCO 2017 layout)", "url": "",
+        "info": {"description": f"pytorch-ssd synthetic {style} (COCO 2017 layout)", "url": "",
                  "version": "1.0", "year": 2017, "contributor": "pytorch-ssd synthetic generator",
                  "date_created": "2017/09/01", "seed": seed},
         "licenses": [{"url": "https://creativecommons.org/publicdomain/zero/1.0/", "id": 1, "name": "CC0 1.0"},
@@ -329,8 +329,10 @@ def _coco_dict(split_data: dict, seed: int) -> dict:
     }
 
 
-def _check_sizes(num_train: int, num_val: int, image_size: Sequence[int]) -> None:
+def _check_sizes(num_train: int, num_val: int, image_size: Sequence[int], style: str = "shapes") -> None:
     """The generators' shared argument checks (one-line UserErrors)."""
+    if style not in LOOKS:
+        raise UserError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
     if num_train < 0 or num_val < 0:
         raise UserError(f"image counts must be >= 0, got train={num_train} val={num_val}")
     if num_train + num_val == 0:
@@ -342,7 +344,7 @@ def _check_sizes(num_train: int, num_val: int, image_size: Sequence[int]) -> Non
 def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, seed: int = 0,
                           fixed: bool = False, image_size: tuple[int, int] = (320, 240),
                           jpeg_quality: int = 90, overwrite: bool = True,
-                          empty_share: float | None = None) -> dict[str, Any]:
+                          empty_share: float | None = None, style: str = "shapes") -> dict[str, Any]:
     """Write a synthetic COCO-2017-layout dataset under ``out_dir`` and return a summary.
 
     Layout: annotations/instances_{train,val}2017.json, train2017/*.jpg, val2017/*.jpg.
@@ -351,10 +353,11 @@ def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, see
     ``overwrite=False`` refuses to replace existing annotation files.
     ``empty_share`` (0..1): each image has no objects with this probability (background images,
     to study how training treats them); by default ~7 % are empty plus one forced per split.
+    ``style``: "shapes" (default) or "scenes", the look of the pictures (module docstring).
     """
     if empty_share is not None and not 0.0 <= empty_share <= 1.0:
         raise UserError(f"empty_share must be in [0, 1], got {empty_share}")
-    _check_sizes(num_train, num_val, image_size)
+    _check_sizes(num_train, num_val, image_size, style)
     out = Path(out_dir)
     ann_dir = out / "annotations"
     if not overwrite:
@@ -362,7 +365,7 @@ def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, see
                     if p.exists()]
         if existing:
             raise UserError(f"{existing[0]} already exists (use overwrite to replace it)")
-    summary: dict[str, Any] = {"out_dir": str(out), "seed": seed, "fixed": fixed,
+    summary: dict[str, Any] = {"out_dir": str(out), "seed": seed, "fixed": fixed, "style": style,
                                "image_size": list(image_size),
                                "categories": [{"id": c[0], "name": c[1]} for c in CLASSES],
                                "splits": {}, "ann_files": {}}
@@ -372,42 +375,42 @@ def generate_coco_dataset(out_dir: str | Path, num_train: int, num_val: int, see
             gray = min(1, n - 1)
         elif split == "val" and num_train == 0:
             gray = 0
-        data = _write_split(out, split, n, seed, tuple(image_size), gray, jpeg_quality, empty_share)
-        coco = _coco_dict(data, seed)
+        data = _write_split(out, split, n, seed, tuple(image_size), gray, jpeg_quality, empty_share, style=style)
+        coco = _coco_dict(data, seed, style)
         if fixed:
             coco = fix_coco_dict(coco, source=f"synthetic {split}")
         ann_file = ann_dir / f"instances_{split}2017.json"
         atomic_write_json(ann_file, coco, indent=None)
         summary["splits"][split] = data["stats"]
         summary["ann_files"][split] = str(ann_file)
-    log.info("synthetic COCO dataset in %s: train %d images / %d boxes, val %d images / %d boxes%s",
-             out, num_train, summary["splits"]["train"]["boxes"], num_val, summary["splits"]["val"]["boxes"],
+    log.info("synthetic COCO dataset (%s) in %s: train %d images / %d boxes, val %d images / %d boxes%s",
+             style, out, num_train, summary["splits"]["train"]["boxes"], num_val, summary["splits"]["val"]["boxes"],
              " (fixed ids)" if fixed else "")
     return summary
 
 
 def generate_yolo_dataset(out_dir: str | Path, num_train: int, num_val: int, seed: int = 0,
                           image_size: tuple[int, int] = (320, 240), jpeg_quality: int = 90,
-                          overwrite: bool = True) -> dict[str, Any]:
-    """The same pictures as ``generate_coco_dataset`` (same seed), in the YOLO (Ultralytics) layout.
+                          overwrite: bool = True, style: str = "shapes") -> dict[str, Any]:
+    """The same pictures as ``generate_coco_dataset`` (same seed and style), in the YOLO (Ultralytics) layout.
 
     Layout: data.yaml (names as a list), images/{train,val}/*.jpg, labels/{train,val}/*.txt with
     ``class cx cy w h`` normalised lines, class = index in ``CLASSES``. Crowd regions are left out
     (YOLO has no crowd flag; Ultralytics' COCO converter drops them too) and images without boxes
     get no label file (background images). ``stats`` counts match what a reader must find.
     """
-    _check_sizes(num_train, num_val, image_size)
+    _check_sizes(num_train, num_val, image_size, style)
     out = Path(out_dir)
     yaml_file = out / "data.yaml"
     if not overwrite and yaml_file.exists():
         raise UserError(f"{yaml_file} already exists (use overwrite to replace it)")
-    summary: dict[str, Any] = {"out_dir": str(out), "seed": seed, "image_size": list(image_size),
+    summary: dict[str, Any] = {"out_dir": str(out), "seed": seed, "style": style, "image_size": list(image_size),
                                "names": [c[1] for c in CLASSES], "splits": {}, "yaml": str(yaml_file)}
     index_of = {c[0]: k for k, c in enumerate(CLASSES)}
     for split, n in (("train", num_train), ("val", num_val)):
         gray = min(1, n - 1) if split == "train" and n > 0 else (0 if split == "val" and num_train == 0 else None)
         data = _write_split(out, split, n, seed, tuple(image_size), gray, jpeg_quality,
-                            folder=out / "images" / split)
+                            folder=out / "images" / split, style=style)
         sizes = {im["id"]: (im["width"], im["height"], im["file_name"]) for im in data["images"]}
         lines: dict[int, list[str]] = {}
         for a in data["annotations"]:
@@ -429,10 +432,10 @@ def generate_yolo_dataset(out_dir: str | Path, num_train: int, num_val: int, see
         summary["splits"][split] = st
     names = "".join(f"  - {c[1]}\n" for c in CLASSES)
     with atomic_write(yaml_file) as f:
-        f.write(f"# pytorch-ssd synthetic shapes (YOLO layout), seed {seed}\n"
+        f.write(f"# pytorch-ssd synthetic {style} (YOLO layout), seed {seed}\n"
                 f"path: .\ntrain: images/train\nval: images/val\nnc: {len(CLASSES)}\nnames:\n{names}")
-    log.info("synthetic YOLO dataset in %s: train %d images / %d boxes, val %d images / %d boxes",
-             out, num_train, summary["splits"]["train"]["boxes"], num_val, summary["splits"]["val"]["boxes"])
+    log.info("synthetic YOLO dataset (%s) in %s: train %d images / %d boxes, val %d images / %d boxes",
+             style, out, num_train, summary["splits"]["train"]["boxes"], num_val, summary["splits"]["val"]["boxes"])
     return summary
 
 
@@ -481,6 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="nominal image width and height in pixels; each image varies by +-15%% (default 320 240)")
     p.add_argument("--jpeg-quality", type=int_range(30, 100), default=90, help="JPEG quality (default 90)")
     p.add_argument("--no-overwrite", action="store_true", help="refuse to replace existing annotation files")
+    p.add_argument("--style", choices=STYLES, default="shapes",
+                   help="look of the pictures: shapes (flat-coloured shapes on muted textured backgrounds) or "
+                        "scenes (the same classes textured, outlined, shadowed, any rotation, on photo-like "
+                        "clutter with distractor shapes that are no class) (default shapes)")
     p.add_argument("--empty-share", type=float_range(0, 1, lo_open=False), default=None, metavar="P",
                    help="share of images with no objects, 0..1 (default: about 7%% plus one per split)")
     add_log_level_arg(p)
@@ -491,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.fixed:
             raise UserError("--fixed is for --format coco only")
         summary = generate_yolo_dataset(args.out, args.train, args.val, seed=args.seed, image_size=size,
-                                        jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite)
+                                        jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite,
+                                        style=args.style)
         for split, st in summary["splits"].items():
             print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['background_images']} background "
                   f"images -> {summary['yaml']}")
@@ -499,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = generate_coco_dataset(args.out, args.train, args.val, seed=args.seed, fixed=args.fixed,
                                     image_size=size,
                                     jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite,
-                                    empty_share=args.empty_share)
+                                    empty_share=args.empty_share, style=args.style)
     for split, st in summary["splits"].items():
         print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['crowd']} crowd regions, "
               f"{st['empty_images']} empty images -> {summary['ann_files'][split]}")
