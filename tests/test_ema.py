@@ -170,3 +170,13 @@ def test_resume_refuses_another_ema_without_force_override():
                           {"ema_warmup": "--ema-warmup"})
     assert merge_resume_args({"ema": 0.0, "ema_warmup": 2000}, {"ema": 0.999}, defaults, {},
                              force=True)["ema"] == 0.999
+
+
+@pytest.mark.parametrize("damaged", ["junk", {"updates": 3}, {"raw_model": "x", "updates": 3},
+                                     {"raw_model": {}, "updates": -1}, {"raw_model": {}, "updates": "3"}])
+def test_a_damaged_ema_entry_is_one_user_error(damaged):
+    from vision.utils.misc import UserError
+
+    net = _TinyHead()
+    with pytest.raises(UserError, match="'ema' entry is damaged"):
+        restore_weights(net, WeightEMA(net, 0.9), net.state_dict(), damaged, lambda m, sd: m.load_state_dict(sd))

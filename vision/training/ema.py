@@ -37,6 +37,8 @@ import torch
 import torch.nn as nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from vision.utils.misc import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_WARMUP_STEPS = 2000
@@ -127,19 +129,31 @@ def restore_weights(net: nn.Module, ema: WeightEMA | None, model: Mapping[str, t
 
     ``load(module, state_dict)`` loads strictly (raising a UserError on a mismatch). A checkpoint
     written with an EMA trains on from its raw weights; one written without (an older file, or a
-    run without --ema) starts the EMA from its weights with the ramp at its beginning.
+    run without --ema) starts the EMA from its weights with the ramp at its beginning. A damaged
+    ``ema`` entry is a UserError.
     """
     if ema_state:
-        load(net, ema_state["raw_model"])
+        raw, updates = _checked(ema_state)
+        load(net, raw)
         if ema is None:
             log.warning("resume: the checkpoint has an EMA of the weights but this run has none (--ema 0): "
                         "training goes on from the raw weights and the EMA is dropped")
             return
         load(ema.module, model)
-        ema.updates = int(ema_state.get("updates") or 0)
+        ema.updates = updates
         return
     load(net, model)
     if ema is not None:
         load(ema.module, model)
         ema.updates = 0
         log.warning("resume: the checkpoint has no EMA of the weights: the EMA starts from its weights now")
+
+
+def _checked(ema_state: Any) -> tuple[Mapping[str, torch.Tensor], int]:
+    """``(raw weights, update count)`` of a checkpoint's ``ema`` entry, or a UserError saying what is wrong."""
+    raw = ema_state.get("raw_model") if isinstance(ema_state, Mapping) else None
+    updates = ema_state.get("updates") if isinstance(ema_state, Mapping) else None
+    if not isinstance(raw, Mapping) or not isinstance(updates, int) or isinstance(updates, bool) or updates < 0:
+        raise UserError("the checkpoint's 'ema' entry is damaged (it needs 'raw_model', the trained weights, and "
+                        "'updates', a count >= 0); resume from an earlier checkpoint of the run")
+    return raw, updates
