@@ -22,6 +22,9 @@ host-to-device copy of it), which on a GPU waits for the queued backward pass an
 each step; the Trainer is built never to wait there. Here the count is a host int, and with
 ``warmup_steps=0`` the first update is a lerp, not ``AveragedModel``'s copy.
 
+A step the AMP scaler skips (inf gradients) still counts as an update, towards unchanged
+weights (YOLOv5 does the same); a step skipped for a non-finite loss does not.
+
 Under DDP every rank holds its own EMA (the weights are the same on every rank after each step,
 so the EMAs are too, up to each rank's BatchNorm statistics, exactly as the raw nets); rank 0's
 is saved, as rank 0's net is.
