@@ -572,6 +572,10 @@ def test_resume_merge_rules():
         merge_resume_args(saved, {"net": "vgg16-ssd"}, defaults, names)
     assert merge_resume_args(saved, {"net": "vgg16-ssd"}, defaults, names, force=True)["net"] == "vgg16-ssd"
     assert merge_resume_args(saved, {"datasets": ["/b"]}, defaults, names)["datasets"] == ["/b"]
+    # a flag newer than the run's args.json: given at its default it changes nothing; otherwise refused
+    assert merge_resume_args(saved, {"new_flag": 1}, defaults, names) == defaults
+    with pytest.raises(UserError, match="--new-flag cannot change"):
+        merge_resume_args(saved, {"new_flag": 2}, defaults, names)
 
 
 def test_stop_request_turns_sigterm_into_a_flag():
