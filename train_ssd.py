@@ -57,6 +57,7 @@ from vision.training.compute import compile_or_eager, use_channels_last
 from vision.training.data import (EpochLoader, ReseededTransform, batches_per_epoch, build_loader,
                                   seed_everything)
 from vision.training.dataset_folders import open_dataset
+from vision.training.ema import DEFAULT_WARMUP_STEPS, WeightEMA, checkpoint_weights, restore_weights
 from vision.training.loop import EpochStats, NonFiniteGuard, StopRequest, Trainer
 from vision.training.optim import OPTIMIZERS, build_optimizer, param_groups
 from vision.training.profiling import StepProfiler
@@ -137,6 +138,9 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
                        help="COCO: train on images without boxes too, as background samples (the default)")
     empty.add_argument("--drop-empty", dest="keep_empty", action="store_false", default=argparse.SUPPRESS,
                        help="COCO: leave out images without boxes")
+    g.add_argument("--max-expand", type=float_range(1, 16, lo_open=False), default=4.0, metavar="R",
+                   help="zoom-out augmentation: half the samples are placed on a canvas up to R times the image's "
+                        "size, which makes small objects (the SSD paper and upstream: 4; 1 turns it off)")
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
@@ -207,6 +211,12 @@ def _add_optimizer_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--amsgrad", action="store_true", help="Adam/AdamW: AMSGrad variant")
     g.add_argument("--grad-clip", type=positive_float, default=None, metavar="NORM",
                    help="clip the gradient norm to NORM")
+    g.add_argument("--ema", type=float_range(0, 1, lo_open=False, hi_open=True), default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off): "
+                        "validation, best.pth and the model saved in each checkpoint use it")
+    g.add_argument("--ema-warmup", type=int_range(0, 10**9), default=DEFAULT_WARMUP_STEPS, metavar="STEPS",
+                   help="--ema warm-up: the decay is DECAY*(1-exp(-updates/STEPS)), so the average forgets "
+                        "the start quickly (0: DECAY from the first step)")
 
 
 def _add_schedule_args(g: argparse._ArgumentGroup) -> None:
@@ -353,6 +363,7 @@ class Parts:
     amp_dtype: torch.dtype | None
     guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
     best: dict[str, Any] | None = None  # see update_best
+    ema: WeightEMA | None = None  # --ema: the average of the weights (validated and saved as the model)
 
 
 @dataclass
@@ -461,7 +472,8 @@ def build_data(run: Run) -> Data:
     cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult, priors=args.priors)
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
-    train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std))
+    train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std,
+                                                       max_expand=args.max_expand))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
     train_parts = [open_dataset(args.dataset_type, d, split="train", transform=train_transform,
                                 target_transform=target_transform, balance_data=args.balance_data,
@@ -529,7 +541,8 @@ def build_model_and_optimizer(run: Run, data: Data) -> Parts:
              args.base_net_lr or args.lr, args.extra_layers_lr or args.lr, args.scheduler, device,
              f", AMP {str(amp_dtype).replace('torch.', '')}" if amp_dtype else "",
              ", channels_last" if channels_last else "")
-    return Parts(net, optimizer, schedule, scaler, amp_dtype)
+    ema = WeightEMA(net, args.ema, args.ema_warmup) if args.ema else None
+    return Parts(net, optimizer, schedule, scaler, amp_dtype, ema=ema)
 
 
 def restore(run: Run, parts: Parts) -> Start:
@@ -538,7 +551,10 @@ def restore(run: Run, parts: Parts) -> Start:
     ckpt = run.resumed
     if ckpt is None:
         return Start()
-    load_net_weights(parts.net, ckpt.model, run.args.net, "the checkpoint", checkpoint=ckpt.to_dict())
+    described = ckpt.to_dict()
+    restore_weights(parts.net, parts.ema, ckpt.model, ckpt.ema,
+                    load=lambda module, state: load_net_weights(module, state, run.args.net, "the checkpoint",
+                                                                checkpoint=described))
     try:
         parts.optimizer.load_state_dict(ckpt.optimizer or {})
     except (ValueError, KeyError, TypeError) as e:
@@ -571,9 +587,12 @@ def build_trainer(run: Run, data: Data, parts: Parts) -> Trainer:
     if run.args.compile:
         model = compile_or_eager(model)
     matcher = None if data.per_sample else build_matcher(data.cfg, batched=True, device=run.device)
+    if parts.ema is not None:
+        log.info("EMA of weights: %s", parts.ema.describe())
     return Trainer(model=model, net=parts.net, criterion=build_criterion(data.cfg, run.device, mining=run.args.hard_negative_mining),
                    optimizer=parts.optimizer, schedule=parts.schedule, device=run.device, matcher=matcher,
-                   scaler=parts.scaler, amp_dtype=parts.amp_dtype, grad_clip=run.args.grad_clip, guard=parts.guard)
+                   scaler=parts.scaler, amp_dtype=parts.amp_dtype, grad_clip=run.args.grad_clip, guard=parts.guard,
+                   ema=parts.ema)
 
 
 def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, stats: EpochStats,
@@ -581,9 +600,11 @@ def make_checkpoint(run: Run, data: Data, parts: Parts, epoch: int, step: int, s
     """The state after ``step`` batches of ``epoch`` (0: the epoch is complete, ``record`` its metrics);
     ``samples``: the images of the epoch's order trained by all processes together."""
     world = run.info.world_size
+    model, ema = checkpoint_weights(parts.net, parts.ema)
     return TrainingCheckpoint(
         epoch=epoch, step_in_epoch=step, samples_in_epoch=samples // world if step else 0,
-        samples_in_epoch_total=samples if step else 0, epoch_stats=stats.state_dict() if step else None, model=parts.net.state_dict(),
+        samples_in_epoch_total=samples if step else 0, epoch_stats=stats.state_dict() if step else None,
+        model=model, ema=ema,
         optimizer=parts.optimizer.state_dict(), scheduler=parts.schedule.state_dict(),
         scaler=parts.scaler.state_dict(), rng=capture_rng_state(), best_metric=parts.best,
         nonfinite_steps=parts.guard.total, val_loss=record.get("val_loss") if record else None, metrics=record,
@@ -691,7 +712,7 @@ def finish_epoch(run: Run, data: Data, parts: Parts, trainer: Trainer, epoch: in
                                   num_replicas=info.world_size, rank=info.rank, count_skips=True)
         record.update(trainer.validate(val_loader))
         if args.validation_mean_ap:
-            record.update(mean_ap(parts.net, data.val, args, run.device, info))
+            record.update(mean_ap(trainer.eval_net, data.val, args, run.device, info))
         record["val_seconds"] = time.perf_counter() - t0
         log.info("Epoch: %d, Validation Loss: %.4f, Validation Regression Loss %.4f, Validation "
                  "Classification Loss: %.4f%s", epoch, record["val_loss"],
@@ -729,6 +750,8 @@ def epoch_record(run: Run, parts: Parts, epoch: int, stats: EpochStats) -> dict[
         "epoch_seconds": stats.seconds, "skipped_steps": stats.skipped_steps, "train_images": stats.images,
         "skipped_images": int(distributed.all_reduce_sum([stats.skipped_images], run.device)[0]),
     }
+    if parts.ema is not None:  # the decay of the epoch's last update (the warm-up ramp moves it)
+        record["ema_decay"] = parts.ema.current_decay
     if record["skipped_images"]:
         log.warning("epoch %d: %d unreadable images were skipped (each replaced by the next readable "
                     "one; the warnings above name them; validate_image_files.py finds them all)",

@@ -160,7 +160,7 @@ def test_training_checkpoint_writes_the_documented_keys_and_reads_older_files(tm
             documented.update(k.strip() for k in line.strip().split("  ")[0].split(","))
     ckpt = TrainingCheckpoint(epoch=2, model={"w": torch.ones(2)}, step_in_epoch=3, samples_in_epoch=12,
                               class_names=["BACKGROUND", "a"], net="mb1-ssd", resolution=300)
-    assert set(ckpt.to_dict()) == documented and len(documented) == 21
+    assert set(ckpt.to_dict()) == documented and len(documented) == 22
     path = ckpt.save(tmp_path / checkpoint_name("mb1-ssd", 2, step_in_epoch=3))
     back = TrainingCheckpoint.load(path)
     assert back.interrupted and back.samples_in_epoch == 12 and torch.equal(back.model["w"], torch.ones(2))

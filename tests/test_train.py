@@ -203,6 +203,86 @@ def test_resume_with_another_batch_size_mid_epoch_continues_at_the_next_image(da
     assert metrics(folder)[0]["train_images"] == done + 4 * left
 
 
+def sigint_at(cmd, line_text):
+    """Run ``cmd``, send SIGINT when a log line contains ``line_text``; the whole log."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV)
+    log = []
+    try:
+        for line in proc.stderr:
+            log.append(line)
+            if line_text in line:
+                proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, "".join(log[-30:])
+    finally:
+        proc.kill()
+    return "".join(log)
+
+
+@pytest.mark.slow
+def test_ema_run_stopped_mid_epoch_resumes_exactly(data, tmp_path):
+    """--ema: the checkpoint's model is the EMA net, the trained weights and the update count ride
+    along, and a run stopped inside an epoch and resumed ends where an uninterrupted one does."""
+    ema = ("--ema", "0.9", "--ema-warmup", "4")
+    reference = tmp_path / "ref"
+    r = train(*common(data, reference, 2), *ema)
+    assert "EMA of weights: decay 0.9 (ramp decay*(1-exp(-updates/4))), 0 updates so far" in r.stderr
+    ref = torch.load(next(p for p in checkpoints(reference) if "Epoch-1-Loss-" in p.name), weights_only=True)
+    assert ref["ema"]["updates"] == 16 and ref["ema"]["decay"] == 0.9
+    assert max_abs_diff(ref["model"], ref["ema"]["raw_model"]) > 1e-3  # the EMA is not the trained net
+    ramp = [0.9 * (1 - math.exp(-n / 4)) for n in (8, 16)]  # after 8 and 16 updates
+    assert [m["ema_decay"] for m in metrics(reference)] == pytest.approx(ramp)
+
+    folder = tmp_path / "run"
+    text = sigint_at([sys.executable, SCRIPT, *common(data, folder, 2), *ema], "Epoch: 1, Step: 2/8")
+    interrupted = [p for p in checkpoints(folder) if "interrupted" in p.name]
+    assert len(interrupted) == 1, text
+    stopped = torch.load(interrupted[0], weights_only=True)
+    assert stopped["ema"]["updates"] == 8 + stopped["step_in_epoch"]
+    r = train("--resume", folder)
+    assert f"{8 + stopped['step_in_epoch']} updates so far" in r.stderr
+    got = torch.load(next(p for p in checkpoints(folder) if "Epoch-1-Loss-" in p.name), weights_only=True)
+    assert max_abs_diff(ref["model"], got["model"]) <= 1e-6
+    assert max_abs_diff(ref["ema"]["raw_model"], got["ema"]["raw_model"]) <= 1e-6
+    assert got["ema"]["updates"] == 16
+    assert [m["val_loss"] for m in metrics(folder)] == pytest.approx([m["val_loss"] for m in metrics(reference)],
+                                                                     rel=1e-6)
+    # a plain model file for every other tool: best.pth's model loads into the net as it is
+    from vision.ssd.registry import create_net
+    create_net(NET, 7, resolution=128).load_state_dict(torch.load(folder / "best.pth", weights_only=True)["model"])
+
+
+def _validation_loss(data, folder, state_dict=None):
+    """The validation loss train_ssd.py computes for its initial net (or for ``state_dict``),
+    built by train_ssd.py's own functions in this process."""
+    import train_ssd
+    from vision.training.data import build_loader
+    run = train_ssd.resolve_run([str(a) for a in common(data, folder, 1)])
+    d = train_ssd.build_data(run)
+    parts = train_ssd.build_model_and_optimizer(run, d)
+    if state_dict is not None:
+        parts.net.load_state_dict(state_dict)
+    trainer = train_ssd.build_trainer(run, d, parts)
+    loader = build_loader(d.val, batch_size=2, num_workers=0, seed=3, epoch=0, collate_fn=d.collate,
+                          shuffle=False)
+    return trainer.validate(loader)["val_loss"]
+
+
+@pytest.mark.slow
+def test_validation_and_best_use_the_ema_weights(data, tmp_path):
+    """A decay so close to 1 (no warm-up) that the EMA net stays the initial net: the epoch's
+    validation loss is the initial net's, not the trained net's, and best.pth holds the EMA net."""
+    folder = tmp_path / "run"
+    train(*common(data, folder, 1), "--ema", "0.99999999", "--ema-warmup", "0")
+    val_loss = metrics(folder)[0]["val_loss"]
+    ckpt = torch.load(folder / "best.pth", weights_only=True)
+    assert ckpt["val_loss"] == val_loss
+    initial = _validation_loss(data, tmp_path / "probe1")
+    trained = _validation_loss(data, tmp_path / "probe2", ckpt["ema"]["raw_model"])
+    assert abs(trained - initial) > 1e-2 * initial  # the epoch moved the trained net
+    assert val_loss == pytest.approx(initial, rel=1e-4)
+    assert _validation_loss(data, tmp_path / "probe3", ckpt["model"]) == pytest.approx(val_loss, rel=1e-4)
+
+
 @pytest.mark.slow
 def test_corrupted_newest_checkpoint_falls_back_to_previous(data, reference, tmp_path):
     folder = tmp_path / "run"
@@ -492,6 +572,10 @@ def test_resume_merge_rules():
         merge_resume_args(saved, {"net": "vgg16-ssd"}, defaults, names)
     assert merge_resume_args(saved, {"net": "vgg16-ssd"}, defaults, names, force=True)["net"] == "vgg16-ssd"
     assert merge_resume_args(saved, {"datasets": ["/b"]}, defaults, names)["datasets"] == ["/b"]
+    # a flag newer than the run's args.json: given at its default it changes nothing; otherwise refused
+    assert merge_resume_args(saved, {"new_flag": 1}, defaults, names) == defaults
+    with pytest.raises(UserError, match="--new-flag cannot change"):
+        merge_resume_args(saved, {"new_flag": 2}, defaults, names)
 
 
 def test_stop_request_turns_sigterm_into_a_flag():

@@ -162,3 +162,34 @@ def test_when_one_process_dies_the_other_ends_with_one_line_and_the_resume_comma
     last = err.strip().splitlines()[-1]
     assert "another training process ended or stopped answering" in last, err[-3000:]
     assert f"continue with --resume {folder}" in last and "Traceback" not in err, err[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_run_with_ema_saves_rank_0s_ema_and_resumes_in_one_process(tmp_path):
+    """--ema under DDP: every rank keeps the EMA (its validation share runs it), rank 0 saves it
+    like the net; one optimizer step is one update on every rank, and a one-process resume goes on
+    counting from the saved updates."""
+    from vision.datasets.synthetic import generate_coco_dataset
+    from vision.training.checkpoint import list_checkpoints
+
+    data = tmp_path / "syn"
+    generate_coco_dataset(data, 12, 4, seed=2)
+    folder = tmp_path / "run"
+    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
+            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--checkpoint-folder", folder,
+            "--ema", "0.9", "--ema-warmup", "2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "train_ssd.py", *map(str, args), "--epochs", "1"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    ckpt = torch.load(list_checkpoints(folder)[-1], weights_only=True)
+    assert ckpt["world_size"] == 2 and ckpt["ema"]["updates"] == 3  # 3 steps of 2 x 2 images
+    raw = ckpt["ema"]["raw_model"]
+    assert list(ckpt["model"]) == list(raw)
+    assert max((ckpt["model"][k].float() - raw[k].float()).abs().max().item() for k in raw) > 1e-4
+
+    r = subprocess.run([sys.executable, "train_ssd.py", "--resume", str(folder), "--epochs", "2"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "3 updates so far" in r.stderr
+    assert torch.load(list_checkpoints(folder)[-1], weights_only=True)["ema"]["updates"] == 3 + 6  # 6 steps of 2

@@ -2,7 +2,7 @@
 
 A checkpoint is a ``TrainingCheckpoint``, saved as a plain dict (loadable with
 ``torch.load(..., weights_only=True)``, so every reader of model files takes it) with exactly these
-21 keys::
+22 keys::
 
     epoch             int   the epoch this checkpoint belongs to (0-based)
     step_in_epoch     int   0 when the epoch is complete; k > 0 when training stopped after k
@@ -12,7 +12,11 @@ A checkpoint is a ``TrainingCheckpoint``, saved as a plain dict (loadable with
                             a resume with another --batch-size or process count restarts at the next
                             image of the same order (``vision.training.data.ResumableSampler``)
     epoch_stats       dict  the running loss sums of the unfinished epoch (``EpochStats.state_dict``), or None
-    model             state_dict of the bare net (never DDP/compile-wrapped: upstream's keys)
+    model             state_dict of the bare net (never DDP/compile-wrapped: upstream's keys); with --ema
+                      the EMA of the weights, so every reader of a model file takes the EMA net
+    ema               None without --ema; else {"decay", "warmup_steps", "updates", "raw_model": the
+                      trained weights' state_dict} (``vision.training.ema``): --resume trains on from
+                      the raw weights and averages on from ``model``
     optimizer, scheduler, scaler   their ``state_dict()``s (never the objects)
     rng               python / numpy / torch / cuda generator states (see ``capture_rng_state``)
     best_metric       {"name": "mAP"|"val_loss", "value": float, "epoch": int, "file": str} or None
@@ -181,6 +185,7 @@ class TrainingCheckpoint:
     world_size: int = 1
     samples_in_epoch_total: int = 0
     run_id: str | None = None
+    ema: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from vision.training import distributed
+from vision.training.ema import WeightEMA
 from vision.training.schedule import StepLRSchedule
 from vision.utils.misc import Failure
 
@@ -174,6 +175,8 @@ class Trainer:
     SSD (validation, saving). ``matcher`` turns a padded batch ``(images, boxes [B,K,4] corner
     normalized, labels [B,K] 0-padded)`` into targets ``(locations [B,N,4], labels [B,N])``;
     ``None`` means the batch already holds matched targets ``(images, locations, labels)``.
+    ``ema``: an EMA of ``net``'s weights (``--ema``), updated after every optimizer step and the
+    net that ``validate`` runs (``eval_net``).
     """
     model: nn.Module
     net: nn.Module
@@ -186,6 +189,12 @@ class Trainer:
     amp_dtype: torch.dtype | None = None
     grad_clip: float | None = None
     guard: NonFiniteGuard = field(default_factory=NonFiniteGuard)
+    ema: WeightEMA | None = None
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The net validation and mAP run: the EMA net with --ema, else the trained one."""
+        return self.ema.module if self.ema is not None else self.net
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -246,6 +255,8 @@ class Trainer:
             if self.grad_clip:
                 nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
             self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
         return reg.detach(), cls.detach(), n
 
     def train_epoch(self, batches: Iterable, *, epoch: int, start_step: int, steps_per_epoch: int,
@@ -323,14 +334,16 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, batches: Iterable) -> dict[str, float]:
-        """Mean loss over the validation batches (summed over every rank's share); with batches
+        """Mean loss of ``eval_net`` over the validation batches (summed over every rank's share); with batches
         that count unreadable images (``build_loader(count_skips=True)``), ``val_skipped_images``."""
-        self.net.eval()
+        net = self.eval_net
+        was_training = net.training
+        net.eval()
         losses = []  # read once at the end: no host sync per batch
         for batch in batches:
-            reg, cls, _ = self.losses(self.net, batch)
+            reg, cls, _ = self.losses(net, batch)
             losses += [reg, cls]
-        self.net.train()
+        net.train(was_training)
         values = _host_floats(losses)
         sums = [sum(values[0::2], 0.0), sum(values[1::2], 0.0), float(len(values) // 2)]
         counted = hasattr(batches, "skipped_images")

@@ -55,6 +55,8 @@ def merge_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], defaul
             continue
         if dest in saved and _same(saved[dest], value):
             continue
+        if dest not in saved and dest in defaults and _same(defaults[dest], value):
+            continue  # a flag newer than the run's args.json, given at its default: nothing changes
         flag = flag_names.get(dest, "--" + dest.replace("_", "-"))
         old = saved.get(dest, defaults.get(dest))
         if dest in FREE:
