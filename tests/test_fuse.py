@@ -159,8 +159,71 @@ def test_default_predictor_is_folded_channels_last_on_cpu_and_matches(name: str,
     assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
     assert any(not w.is_contiguous() for w in weights)  # really NHWC, not only 1x1 shapes that are both
     x = torch.randn(1, 3, size, size)
-    for a, b in zip(fast.run(x), plain.run(x)):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    expected = plain.run(x)
+    for call in range(3):  # 1st: the folded copy; 2nd: traced (and checked); 3rd: the traced module alone
+        for a, b in zip(fast.run(x), expected):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        assert len(fast._net._traced) == (0 if call == 0 else 1), (name, call)
+
+
+def test_traced_predictor_follows_weights_shapes_and_falls_back(monkeypatch) -> None:
+    """The TorchScript path (CPU, from an input shape's second call): one traced module per input
+    shape; remade when the net's weights change; a trace that fails leaves the folded copy running."""
+    from vision.ssd import predictor as predictor_module
+
+    torch.manual_seed(0)
+    net = registry.create_net("mb1-ssd-lite", 5, resolution=128, is_test=True).eval()
+    fast = predictor_module.create_predictor(net, device="cpu")
+    plain = predictor_module.create_predictor(net, optimize=False, device="cpu")
+    x1, x2 = torch.randn(1, 3, 128, 128), torch.randn(2, 3, 128, 128)
+    for x in (x1, x1, x2, x2, x1, x2):
+        for a, b in zip(fast.run(x), plain.run(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert len(fast._net._traced) == 2
+    with torch.no_grad():  # an optimizer-like in-place step: the traced modules hold the old weights
+        for p in net.parameters():
+            p.mul_(1.1)
+    for x in (x1, x1, x1):
+        for a, b in zip(fast.run(x), plain.run(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert len(fast._net._traced) == 1
+
+    def broken_trace(*args, **kwargs):
+        raise RuntimeError("tracer unavailable")
+
+    monkeypatch.setattr(torch.jit, "trace", broken_trace)
+    other = predictor_module.create_predictor(net, device="cpu")
+    for _ in range(3):
+        for a, b in zip(other.run(x1), plain.run(x1)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert other._net._traced == {} and other._net.script is False
+
+
+def test_traced_predictor_that_disagrees_is_not_used(monkeypatch) -> None:
+    """A traced module whose outputs differ from the folded copy is never used (checked once)."""
+    from vision.ssd import predictor as predictor_module
+
+    net = registry.create_net("mb1-ssd-lite", 5, resolution=128, is_test=True).eval()
+    real_freeze = torch.jit.freeze
+
+    def wrong_freeze(module, *args, **kwargs):  # a frozen module whose scores are off by 0.01
+        frozen = real_freeze(module, *args, **kwargs)
+
+        class Off(torch.nn.Module):
+            def forward(self, x):
+                s, b = frozen(x)
+                return s + 0.01, b
+        return torch.jit.script(Off())
+
+    monkeypatch.setattr(torch.jit, "freeze", wrong_freeze)
+    monkeypatch.setattr(torch.jit, "optimize_for_inference", lambda m: m)
+    fast = predictor_module.create_predictor(net, device="cpu")
+    plain = predictor_module.create_predictor(net, optimize=False, device="cpu")
+    x = torch.randn(1, 3, 128, 128)
+    for _ in range(3):
+        for a, b in zip(fast.run(x), plain.run(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert fast._net._traced == {} and fast._net.script is False
 
 
 def test_default_predictor_on_cuda_folds_without_channels_last() -> None:
@@ -216,9 +279,11 @@ def test_predict_takes_grayscale_and_rgba_as_rgb() -> None:
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
     expected = predictor.predict(rgb, 5, 0.0)
     rgba = np.dstack([rgb, np.full_like(gray, 7)])
-    for image in (gray, gray[:, :, None], rgba):
-        for a, b in zip(predictor.predict(image, 5, 0.0), expected):
-            assert torch.equal(a, b)
+    for image in (gray, gray[:, :, None], rgba):  # calls from the 2nd on run the traced copy: float rounding
+        boxes, labels, probs = predictor.predict(image, 5, 0.0)
+        assert torch.equal(labels, expected[1])
+        torch.testing.assert_close(probs, expected[2], atol=1e-5, rtol=0)
+        torch.testing.assert_close(boxes, expected[0], atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="RGB uint8"):
         predictor.predict(np.zeros((9, 9, 2), np.uint8))
 
