@@ -32,7 +32,8 @@ Output: one JSON line per (net, backend) on stdout, then a table.
 (preprocess, forward, decode, NMS, scale to pixels), three ways per net in alternating rounds:
 ``upstream`` (upstream's Predictor: the net as built, per-class NMS), ``plain`` (our Predictor
 on the net as built, ``create_predictor(net, optimize=False)``) and ``ours``
-(``create_predictor(net)``, what every factory and script uses). The random heads are
+(``create_predictor(net)``, what every factory and script uses: folded, channels_last, and traced
+with TorchScript from an input shape's second call, which the warm-up rounds reach). The random heads are
 calibrated (bench/eval.py's ``calibrate_heads``) so that NMS sees as many candidates as a
 trained net's; ``vs_upstream`` is the ratio of medians, ``paired_ratio_median`` the median of
 the per-round ratios.
@@ -415,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--predict", action="store_true",
                         help="time the user-facing Predictor.predict(image) instead of the bare forward: "
                              "upstream's way (plain net, per-class NMS), our Predictor on the plain net, and "
-                             "create_predictor's default (folded + channels_last), alternating, per net")
+                             "create_predictor's default (folded + channels_last, traced from the second call), alternating, per net")
     parser.add_argument("--candidates", type=positive_int, default=250,
                         help="--predict: (box, class) pairs above the 0.01 score threshold the random heads are "
                              "calibrated to, as a trained net's (default: 250, as bench/eval.py)")
