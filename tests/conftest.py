@@ -27,6 +27,37 @@ def run_script(script: str, *args: object, cwd: str | os.PathLike = REPO, timeou
                           timeout=timeout, stdin=stdin, env={**os.environ, **env} if env else None)
 
 
+def run_script_inprocess(script: str, *args: object, cwd: str | os.PathLike | None = None
+                         ) -> subprocess.CompletedProcess:
+    """Run root-level ``script``'s ``main()`` in this process, with what ``run_script`` gives back
+    (exit code, stdout, stderr). For tests about what a command does with its files, not about the
+    process (signals, exit of the interpreter): it saves a Python and torch start-up per command.
+    The root logger and the working folder are put back afterwards."""
+    import contextlib
+    import importlib
+    import io
+    import logging
+
+    from vision.utils.misc import run_main
+    module = importlib.import_module(Path(script).stem)
+    root = logging.getLogger()
+    handlers, level, here = root.handlers[:], root.level, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = run_main(module.main, [str(a) for a in args])
+            except SystemExit as e:  # argparse's usage errors
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(here)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess([script, *map(str, args)], rc, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def tiny_coco(tmp_path_factory) -> Path:
     """A small synthetic COCO root (8 train / 4 val images of 96x72, as COCO writes it) shared by the

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_script
+from tests.conftest import run_script, run_script_inprocess
 
 NET = "mb1-ssd-lite"
 RES = 128
@@ -143,19 +143,19 @@ def test_resume_eval_export_and_example_need_no_flag(trained, tmp_path):
     from vision.ssd.onnx_metadata import read_metadata
     from vision.ssd.registry import feature_map_sizes
     run = trained / "run"
-    env = {"OMP_NUM_THREADS": "1"}
-    r = run_script("train_ssd.py", "--resume", run, "--epochs", 2, timeout=600, env=env)
+    # each command's main() in this process: the files carry the priors, not the process
+    r = run_script_inprocess("train_ssd.py", "--resume", run, "--epochs", 2)
     assert r.returncode == 0, r.stderr[-3000:]
     assert list(run.glob(f"{NET}-Epoch-1-*.pth"))
     assert "custom priors" in r.stderr
 
-    r = run_script("eval_ssd.py", "--trained-model", run, "--dataset", trained / "data", "--dataset-type", "coco",
-                   "--eval-dir", tmp_path / "eval", "--workers", 0, "--use-cuda", "false", timeout=600, env=env)
+    r = run_script_inprocess("eval_ssd.py", "--trained-model", run, "--dataset", trained / "data", "--dataset-type",
+                             "coco", "--eval-dir", tmp_path / "eval", "--workers", 0, "--use-cuda", "false")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "eval" / "metrics.json").is_file()
 
     onnx = tmp_path / "m.onnx"
-    r = run_script("onnx_export.py", "--input", run / "best.pth", "--output", onnx, timeout=600, env=env)
+    r = run_script_inprocess("onnx_export.py", "--input", run / "best.pth", "--output", onnx)
     assert r.returncode == 0, r.stderr[-3000:]
     n = len(priors_from_spec(_spec(), RES, feature_map_sizes(NET, RES)))
     import onnxruntime as ort
@@ -166,8 +166,8 @@ def test_resume_eval_export_and_example_need_no_flag(trained, tmp_path):
 
     image = sorted((trained / "data" / "val2017").glob("*.jpg"))[0]
     for model in ([NET, run, run / "labels.txt"], [onnx]):  # no --priors: the files say it
-        r = run_script("run_ssd_example.py", *model, image, "--threshold", "0.01", "--output-dir", tmp_path / "ex",
-                       cwd=tmp_path, timeout=300, env=env)
+        r = run_script_inprocess("run_ssd_example.py", *model, image, "--threshold", "0.01", "--output-dir",
+                                 tmp_path / "ex", cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         assert r.stdout.strip()  # a detection line (threshold 0.01 on a barely trained net)
 

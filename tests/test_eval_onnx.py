@@ -3,7 +3,6 @@ post-processing as deployed, and the file's self-description replacing --net/--l
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,11 +14,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.conftest import run_script_inprocess  # noqa: E402
+
 NAMES = ["BACKGROUND", "cat", "dog"]
 
 
-def _run(args, cwd=REPO):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+def _run(args):
+    """The script's main() in this process: the test is about metrics and messages, not the process
+    (five commands, one torch start-up)."""
+    return run_script_inprocess(*args)
 
 
 def _write_voc(root: Path, n=4, seed=0):

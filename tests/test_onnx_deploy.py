@@ -2,7 +2,6 @@
 normalization == PyTorch fed its own), boxes clamped, and the file's self-description round trip."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.conftest import run_script_inprocess  # noqa: E402
 from vision.ssd.registry import CANONICAL_NAMES  # noqa: E402
 
 CLASSES = ["BACKGROUND", "apple", "banana"]
@@ -122,16 +122,15 @@ def test_export_script_writes_metadata_and_skips_detectnet_command_when_it_canno
     ckpt = {"epoch": 0, "model": create_net("mb1-ssd-lite", 3, resolution=96).state_dict(), "class_names": CLASSES,
             "net": "mb1-ssd-lite", "resolution": 96, "args": {"net": "mb1-ssd-lite", "resolution": 96}}
     torch.save(ckpt, tmp_path / "m.pth")
-    r = subprocess.run([sys.executable, str(REPO / "onnx_export.py"), "--input", "m.pth", "--output", "out/a.onnx"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    # main() in this process (the test is about the files and messages): one torch start-up, not four
+    r = run_script_inprocess("onnx_export.py", "--input", "m.pth", "--output", "out/a.onnx", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "detectnet --model=out/a.onnx --labels=out/labels.txt " in r.stdout  # relative paths
     info = read_metadata(tmp_path / "out" / "a.onnx")
     assert (info.net_name, info.resolution, info.class_names, info.input_normalization) == (
         "mb1-ssd-lite", 96, CLASSES, "detectnet")
     for extra in (["--batch-size", "2"], ["--dynamic-batch"], ["--input-normalization", "net"]):
-        r = subprocess.run([sys.executable, str(REPO / "onnx_export.py"), "--input", "m.pth", "--output", "b.onnx",
-                            *extra], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        r = run_script_inprocess("onnx_export.py", "--input", "m.pth", "--output", "b.onnx", *extra, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert "detectnet --model" not in r.stdout and "not for jetson-inference" in r.stderr, extra
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, run_script, run_script_inprocess
 SCRIPT = str(REPO / "run_ssd_example.py")
 CLASSES = ["BACKGROUND", "apple", "banana"]
 RES = 128
@@ -15,6 +15,11 @@ RES = 128
 
 def _run(args, cwd):
     return run_script("run_ssd_example.py", *args, cwd=cwd)
+
+
+def _run_inprocess(args, cwd):
+    """main() in this process: for checks of messages and exit codes, not of the process."""
+    return run_script_inprocess("run_ssd_example.py", *args, cwd=cwd)
 
 
 def _detections(stdout: str) -> dict[str, list[tuple[str, float, list[float]]]]:
@@ -100,20 +105,20 @@ def test_onnx_gives_the_same_detections_as_pytorch(model_files, tmp_path):
 def test_errors_are_one_line_exit_2(model_files, tmp_path):
     image = model_files / "images" / "img0.jpg"
     labels = model_files / "labels.txt"
-    r = _run(["resnet-ssd", model_files / "plain.pth", labels, image], cwd=tmp_path)
+    r = _run_inprocess(["resnet-ssd", model_files / "plain.pth", labels, image], cwd=tmp_path)
     assert r.returncode == 2 and "mb1-ssd-lite" in r.stderr and "mb2-ssd-lite" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = _run(["mb2-ssd-lite", model_files / "plain.pth", labels, image], cwd=tmp_path)
+    r = _run_inprocess(["mb2-ssd-lite", model_files / "plain.pth", labels, image], cwd=tmp_path)
     assert r.returncode == 2 and "mb1-ssd-lite" in r.stderr and "mb2-ssd-lite" in r.stderr
     assert "Traceback" not in r.stderr
     four = tmp_path / "four.txt"
     four.write_text("BACKGROUND\na\nb\nc\n")
-    r = _run(["mb1-ssd-lite", model_files / "run", four, image], cwd=tmp_path)  # checkpoint has 3 classes
+    r = _run_inprocess(["mb1-ssd-lite", model_files / "run", four, image], cwd=tmp_path)  # checkpoint has 3 classes
     assert r.returncode == 2 and "3" in r.stderr and "4" in r.stderr and "Traceback" not in r.stderr
     # one unreadable image among good ones: the good ones are still done, exit 2
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
-    r = _run(["mb1-ssd-lite", model_files / "run", labels, bad, image, "--output-dir", tmp_path / "o",
+    r = _run_inprocess(["mb1-ssd-lite", model_files / "run", labels, bad, image, "--output-dir", tmp_path / "o",
               "--threshold", "0.3"], cwd=tmp_path)
     assert r.returncode == 2 and "broken.jpg" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "o" / "img0.jpg").is_file() and str(image) in r.stdout

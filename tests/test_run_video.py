@@ -4,7 +4,6 @@ self-describing .onnx needing neither NET nor LABELS, and --postprocess detectne
 detectNet emulation."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,13 +14,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from tests.conftest import run_script_inprocess  # noqa: E402
+
 CLASSES = ["BACKGROUND", "apple", "banana"]
 RES = 128
 
 
 def _run(script, args, cwd):
-    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    """The script's main() in this process: the test is about its files and messages, not the process."""
+    return run_script_inprocess(script, *args, cwd=cwd)
 
 
 def _count_frames(path):

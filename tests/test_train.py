@@ -221,8 +221,9 @@ def sigint_at(cmd, line_text):
 @pytest.mark.slow
 def test_ema_run_stopped_mid_epoch_resumes_exactly(data, tmp_path):
     """--ema: the checkpoint's model is the EMA net, the trained weights and the update count ride
-    along, and a run stopped inside an epoch and resumed ends where an uninterrupted one does."""
-    ema = ("--ema", "0.9", "--ema-warmup", "4")
+    along, and a run stopped inside an epoch and resumed ends where an uninterrupted one does.
+    At 64 px (three runs: what is checked does not depend on the size)."""
+    ema = ("--ema", "0.9", "--ema-warmup", "4", "--resolution", "64")
     reference = tmp_path / "ref"
     r = train(*common(data, reference, 2), *ema)
     assert "EMA of weights: decay 0.9 (ramp decay*(1-exp(-updates/4))), 0 updates so far" in r.stderr
@@ -248,15 +249,15 @@ def test_ema_run_stopped_mid_epoch_resumes_exactly(data, tmp_path):
                                                                      rel=1e-6)
     # a plain model file for every other tool: best.pth's model loads into the net as it is
     from vision.ssd.registry import create_net
-    create_net(NET, 7, resolution=128).load_state_dict(torch.load(folder / "best.pth", weights_only=True)["model"])
+    create_net(NET, 7, resolution=64).load_state_dict(torch.load(folder / "best.pth", weights_only=True)["model"])
 
 
-def _validation_loss(data, folder, state_dict=None):
+def _validation_loss(data, folder, state_dict=None, *extra):
     """The validation loss train_ssd.py computes for its initial net (or for ``state_dict``),
     built by train_ssd.py's own functions in this process."""
     import train_ssd
     from vision.training.data import build_loader
-    run = train_ssd.resolve_run([str(a) for a in common(data, folder, 1)])
+    run = train_ssd.resolve_run([str(a) for a in common(data, folder, 1, *extra)])
     d = train_ssd.build_data(run)
     parts = train_ssd.build_model_and_optimizer(run, d)
     if state_dict is not None:
@@ -270,17 +271,18 @@ def _validation_loss(data, folder, state_dict=None):
 @pytest.mark.slow
 def test_validation_and_best_use_the_ema_weights(data, tmp_path):
     """A decay so close to 1 (no warm-up) that the EMA net stays the initial net: the epoch's
-    validation loss is the initial net's, not the trained net's, and best.pth holds the EMA net."""
+    validation loss is the initial net's, not the trained net's, and best.pth holds the EMA net (64 px)."""
     folder = tmp_path / "run"
-    train(*common(data, folder, 1), "--ema", "0.99999999", "--ema-warmup", "0")
+    px = ("--resolution", "64")
+    train(*common(data, folder, 1), *px, "--ema", "0.99999999", "--ema-warmup", "0")
     val_loss = metrics(folder)[0]["val_loss"]
     ckpt = torch.load(folder / "best.pth", weights_only=True)
     assert ckpt["val_loss"] == val_loss
-    initial = _validation_loss(data, tmp_path / "probe1")
-    trained = _validation_loss(data, tmp_path / "probe2", ckpt["ema"]["raw_model"])
+    initial = _validation_loss(data, tmp_path / "probe1", None, *px)
+    trained = _validation_loss(data, tmp_path / "probe2", ckpt["ema"]["raw_model"], *px)
     assert abs(trained - initial) > 1e-2 * initial  # the epoch moved the trained net
     assert val_loss == pytest.approx(initial, rel=1e-4)
-    assert _validation_loss(data, tmp_path / "probe3", ckpt["model"]) == pytest.approx(val_loss, rel=1e-4)
+    assert _validation_loss(data, tmp_path / "probe3", ckpt["model"], *px) == pytest.approx(val_loss, rel=1e-4)
 
 
 @pytest.mark.slow
@@ -334,10 +336,13 @@ def test_resume_override_rules(data, reference, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_amp_bf16_on_cpu_runs_and_learns(data, tmp_path):
+def test_amp_bf16_on_cpu_runs_and_learns(tiny_coco, tmp_path):
+    """bf16 autocast is very slow on a CPU without bf16 instructions (a few images/s at 128 px):
+    8 images at 64 px, batch 4, 4 epochs (8 steps) show it runs and learns."""
     folder = tmp_path / "run"
     # also: prior matching per sample in a worker process (upstream's MatchPrior), gradient clipping
-    r = train(*common(data, folder, 4), "--amp", "--grad-clip", "10", "--matcher", "per-sample", "--workers", "1")
+    r = train(*common(tiny_coco, folder, 4), "--resolution", "64", "--batch-size", "4", "--amp", "--grad-clip", "10",
+              "--matcher", "per-sample", "--workers", "1")
     assert "AMP bfloat16" in r.stderr
     losses = [m["train_loss"] for m in metrics(folder)]
     assert all(math.isfinite(v) for v in losses)

@@ -23,7 +23,7 @@ def test_two_process_gloo_run_and_single_process_resume(tmp_path):
     data = tmp_path / "syn"
     generate_coco_dataset(data, 12, 4, seed=2)
     folder = tmp_path / "run"
-    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
+    args = ["--datasets", data, "--net", NET, "--resolution", "64", "--batch-size", "2", "--workers", "0",
             "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--checkpoint-folder", folder]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "train_ssd.py", *map(str, args), "--epochs", "2"]
@@ -40,7 +40,7 @@ def test_two_process_gloo_run_and_single_process_resume(tmp_path):
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     ckpt = torch.load(files[-1], weights_only=True)
     assert ckpt["world_size"] == 2
-    net = create_net(NET, 7, resolution=128)
+    net = create_net(NET, 7, resolution=64)
     assert list(ckpt["model"]) == list(net.state_dict())  # unwrapped: no "module." prefix
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in rows] == [0, 1]
@@ -175,7 +175,7 @@ def test_two_process_run_with_ema_saves_rank_0s_ema_and_resumes_in_one_process(t
     data = tmp_path / "syn"
     generate_coco_dataset(data, 12, 4, seed=2)
     folder = tmp_path / "run"
-    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
+    args = ["--datasets", data, "--net", NET, "--resolution", "64", "--batch-size", "2", "--workers", "0",
             "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--checkpoint-folder", folder,
             "--ema", "0.9", "--ema-warmup", "2"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
