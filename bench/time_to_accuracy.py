@@ -8,7 +8,7 @@ train / 100 val images by default; ``--style scenes`` draws the same classes in 
 busier look, to check that the recipe was not tuned to one look) for ``--minutes`` of
 wall clock, then scores the final weights on the val split with
 ``vision.evaluation.evaluate`` (pycocotools).
-Issue 6 target: AP50 >= 0.40 in 10 minutes on a 2-core CPU.
+Targets, 10 minutes on a 2-core CPU: issue 6 AP50 >= 0.40; issue 15 AP50 >= 0.80 and AP >= 0.55.
 
 The learning-rate schedule (cosine to zero) needs the run's length in epochs, so the
 budget is turned into epochs first: a 2-epoch calibration run of the same command
@@ -50,7 +50,7 @@ log = logging.getLogger("bench.time_to_accuracy")
 
 # The recommended from-scratch recipe on a small CPU (bench/README.md, "Time to accuracy").
 RECIPE = ["--net", "mb1-ssd-lite", "--resolution", "160", "--batch-size", "16", "--optimizer", "adam",
-          "--lr", "0.003", "--warmup-epochs", "1", "--workers", "2"]
+          "--lr", "0.003", "--warmup-epochs", "1", "--workers", "2", "--max-expand", "1.5"]
 CALIBRATION_EPOCHS = 2
 
 
@@ -243,11 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json_out:
         from vision.utils.misc import atomic_write_json
         atomic_write_json(args.json_out, result)
-    ok = "meets" if result["AP50"] >= 0.40 else "below"
+    if result["AP50"] >= 0.80 and result["AP"] >= 0.55:
+        ok = "meets the AP50 >= 0.80 / AP >= 0.55 target (issue 15)"
+    elif result["AP50"] >= 0.40:
+        ok = "meets the 0.40 AP50 target (issue 6), below AP50 0.80 / AP 0.55 (issue 15)"
+    else:
+        ok = "below the 0.40 AP50 target"
     on = f"synthetic {style} data" if style else f"{args.data}"
     print(f"\nAP50 {result['AP50']:.3f}  AP {result['AP']:.3f} on {on} after {result['wall_s'] / 60:.1f} min "
           f"({result['epochs_done']} epochs at {result['images_per_s'] or math.nan:.1f} images/s, "
-          f"load average {load_start[0]:.1f} -> {load_end[0]:.1f}); {ok} the 0.40 AP50 target")
+          f"load average {load_start[0]:.1f} -> {load_end[0]:.1f}); {ok}")
     return 0
 
 
