@@ -22,7 +22,8 @@ SCRIPTS = ["train_ssd", "eval_ssd", "onnx_export", "run_ssd_example", "coco_down
 ZERO_OK = {
     "train_ssd": {"num_workers": "load in the main process", "momentum": "plain SGD", "dampening": "SGD default",
                   "weight_decay": "no decay", "warmup_epochs": "no warm-up", "seed": "any seed",
-                  "betas": "Adam beta 0 is valid", "viz_inputs": "write no pictures"},
+                  "betas": "Adam beta 0 is valid", "viz_inputs": "write no pictures", "ema": "no EMA (the default)",
+                  "ema_warmup": "no EMA warm-up ramp"},
     "eval_ssd": {"workers": "load in the main process", "iou_threshold": "any overlap counts",
                  "nms_iou_threshold": "suppress any overlap", "prob_threshold": "keep every detection"},
     "run_ssd_example": {"threshold": "show every detection"},
