@@ -144,7 +144,8 @@ def _weights_stamp(net: torch.nn.Module) -> tuple:
 
     Inference tensors (a net built or loaded under ``torch.inference_mode()``) have no version
     counter; they cannot be changed in place outside inference mode, so their ``data_ptr`` alone
-    identifies them.
+    identifies them (an in-place load *inside* ``inference_mode`` into such a net after the
+    predictor was made is not seen either: make a new predictor then).
     """
     tensors = (*net.parameters(), *net.buffers())
     try:
