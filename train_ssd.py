@@ -390,6 +390,8 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
     args = argparse.Namespace(**resolve_paths(vars(args)))
     args.net = canonical_name(args.net)
     check_args(args, resuming=bool(args.resume))
+    if "ema_warmup" in given and not args.ema:
+        log.warning("--ema-warmup has no effect without --ema DECAY (no weight average is kept)")
     device = pick_device(args, info)
     distributed.init_process_group(info, device)
     if args.seed is None:  # drawn once, saved in args.json: a resumed run keeps its data order

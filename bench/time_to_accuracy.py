@@ -45,6 +45,7 @@ from common import REPO, cpu_count  # noqa: E402  (first: the repository on sys.
 from vision.datasets.synthetic import STYLES  # noqa: E402
 from vision.utils.misc import (Failure, UserError, add_log_level_arg, float_range,  # noqa: E402
                                non_negative_int, positive_float, positive_int, run_main, setup_logging)
+from vision.utils.paths import check_output_dir  # noqa: E402
 
 log = logging.getLogger("bench.time_to_accuracy")
 
@@ -67,7 +68,9 @@ def run_training(cmd: list[str], deadline: float | None, log_path: Path) -> tupl
     t0 = time.monotonic()
     stopped = False
     with open(log_path, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        # unbuffered: a run stopped during start-up still leaves what it printed in the log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             while proc.poll() is None:
                 if deadline is not None and time.monotonic() >= deadline and not stopped:
@@ -89,6 +92,21 @@ def run_training(cmd: list[str], deadline: float | None, log_path: Path) -> tupl
 def read_metrics(folder: Path) -> list[dict[str, Any]]:
     from vision.training.run_folder import read_metrics as read
     return read(folder)
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    from vision.training.checkpoint import find_latest_valid_checkpoint
+    return folder.is_dir() and find_latest_valid_checkpoint(folder) is not None
+
+
+def _keep_log(log_path: Path, in_temporary_folder: bool) -> Path:
+    """``log_path``, copied out of the temporary run folder (removed on exit) when it is in one."""
+    if not in_temporary_folder:
+        return log_path
+    fd, kept = tempfile.mkstemp(prefix="bench-tta-calibration-", suffix=".log")
+    os.close(fd)
+    shutil.copyfile(log_path, kept)
+    return Path(kept)
 
 
 def plan_epochs(budget_left: float, calib_wall: float, calib_rows: list[dict[str, Any]], margin: float
@@ -138,10 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=positive_int, default=400, help="generated training images")
     p.add_argument("--val-images", type=positive_int, default=100, help="generated validation images")
     p.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of the generated data")
-    p.add_argument("--style", choices=STYLES, default=None,
+    # SUPPRESS: no "(default: None)" in --help (None means shapes, or nothing with --data)
+    p.add_argument("--style", choices=STYLES, default=argparse.SUPPRESS,
                    help="look of the generated data: shapes (flat-coloured shapes on muted backgrounds) or "
-                        "scenes (textured, outlined, shadowed shapes on photo-like clutter with distractors); "
-                        "default shapes")
+                        "scenes (textured, outlined, shadowed shapes on photo-like clutter with distractors) "
+                        "(default: shapes)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     p.add_argument("--out", type=Path, default=None,
                    help="keep the run (data, logs, checkpoints) in this folder; default: a temporary one")
@@ -156,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.style = getattr(args, "style", None)
     setup_logging(args.log_level)
     flags = list(args.train_flags)
     if flags and flags[0] == "--":
@@ -174,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="bench-tta-")
         out = Path(tmp)
     else:
-        out = args.out
+        out = check_output_dir(args.out, "--out")
         out.mkdir(parents=True, exist_ok=True)
     try:
         t_data = time.monotonic()
@@ -194,9 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         calib = out / "calibration"
         shutil.rmtree(calib, ignore_errors=True)
         log.info("calibration: %d epochs", CALIBRATION_EPOCHS)
-        calib_wall, _ = run_training(train_command(data, calib, flags, CALIBRATION_EPOCHS, args.seed), deadline,
-                                     out / "calibration.log")
+        calib_log = out / "calibration.log"
+        calib_wall, calib_stopped = run_training(train_command(data, calib, flags, CALIBRATION_EPOCHS, args.seed),
+                                                 deadline, calib_log)
         rows = read_metrics(calib)
+        if calib_stopped and not rows and not _has_checkpoint(calib):
+            kept = _keep_log(calib_log, tmp is not None)
+            raise UserError(f"the budget ({budget:g} s) ended before training started (start-up took more than "
+                            f"{budget:g} s); raise --minutes (training output: {kept})")
         run, run_wall, stopped, epochs, timing = calib, 0.0, True, CALIBRATION_EPOCHS, {}
         if len(rows) < CALIBRATION_EPOCHS:  # the whole budget went into calibration: score what it reached
             log.warning("the budget ended during the %d calibration epochs; scoring the calibration run",

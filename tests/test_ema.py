@@ -180,3 +180,18 @@ def test_a_damaged_ema_entry_is_one_user_error(damaged):
     net = _TinyHead()
     with pytest.raises(UserError, match="'ema' entry is damaged"):
         restore_weights(net, WeightEMA(net, 0.9), net.state_dict(), damaged, lambda m, sd: m.load_state_dict(sd))
+
+
+def test_ema_warmup_without_ema_is_a_warning(tiny_coco, tmp_path, capsys):
+    """--ema-warmup alone does nothing (no average is kept): say so at start, in one line."""
+    import train_ssd
+
+    base = ["--datasets", str(tiny_coco), "--net", "mb1-ssd-lite", "--resolution", "128", "--epochs", "1",
+            "--workers", "0", "--checkpoint-folder"]
+    capsys.readouterr()
+    train_ssd.resolve_run([*base, str(tmp_path / "a"), "--ema-warmup", "500"])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "--ema-warmup" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0] and "without --ema" in warned[0], warned
+    train_ssd.resolve_run([*base, str(tmp_path / "b"), "--ema", "0.99", "--ema-warmup", "500"])
+    train_ssd.resolve_run([*base, str(tmp_path / "c")])
+    assert "--ema-warmup" not in capsys.readouterr().err

@@ -133,3 +133,18 @@ def test_report_flags_bad_input_is_exit_2(tmp_path, capsys):
         from vision.cli.report_images import choose_report_images
 
         choose_report_images(-1, None, folder / "best.pth")
+
+
+def test_report_data_error_suggests_no_flag_onnx_export_lacks(tmp_path):
+    """--report-data on a folder with no dataset and no images: onnx_export.py has no
+    --dataset-type, so the message must not tell the user to pass it."""
+    from vision.cli.report_images import choose_report_images
+    from vision.datasets.detect_type import detect_dataset_type
+    from vision.utils.misc import UserError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError) as e:
+        choose_report_images(3, tmp_path / "empty", tmp_path / "model.pth")
+    assert "no images" in str(e.value) and "--dataset-type" not in str(e.value), e.value
+    with pytest.raises(UserError, match=r"found none \(pass --dataset-type\)"):  # train/eval scripts have it
+        detect_dataset_type(tmp_path / "empty")

@@ -302,3 +302,74 @@ def test_upstream_predictor_factories_default_to_the_gpu(monkeypatch) -> None:
     assert create_predictor(net).device == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert mobilenetv1_ssd.create_mobilenetv1_ssd_predictor(net).device == torch.device("cpu")
+
+
+def test_predictor_supported_weight_updates_and_data_edits(tmp_path) -> None:
+    """The update paths the inference copy follows: ``load_state_dict``, an optimizer step, an
+    in-place op under ``no_grad``. An edit through ``.data`` bumps no version counter and is not
+    seen (documented in ``InferenceCopy``): a new predictor (or ``optimize=False``) sees it."""
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    net = registry.create_net("mb1-ssd-lite", 5, resolution=128, is_test=True)
+    x = torch.randn(1, 3, 128, 128)
+    predictor = create_predictor(net, device="cpu")
+
+    def check_follows() -> None:
+        expected = create_predictor(net, optimize=False, device="cpu").run(x)[0]
+        torch.testing.assert_close(predictor.run(x)[0], expected, atol=1e-4, rtol=1e-4)
+
+    check_follows()
+    other = registry.create_net("mb1-ssd-lite", 5, resolution=128, is_test=True)
+    _randomize_bn(other, seed=3)
+    net.load_state_dict(other.state_dict())
+    check_follows()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net.train()
+    scores, _ = net(x)
+    scores.sum().backward()
+    opt.step()
+    net.eval()
+    check_follows()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.9)
+    check_follows()
+    stale = predictor.run(x)[0]
+    for p in net.parameters():
+        p.data.mul_(0.7)  # not seen by the stamp: the copy keeps the previous weights
+    torch.testing.assert_close(predictor.run(x)[0], stale, atol=1e-5, rtol=0)
+    fresh = create_predictor(net, device="cpu").run(x)[0]
+    torch.testing.assert_close(fresh, create_predictor(net, optimize=False, device="cpu").run(x)[0],
+                               atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(fresh, stale, atol=1e-3)
+
+
+@pytest.mark.parametrize("where", ["built", "loaded"])
+def test_predictor_of_a_net_made_under_inference_mode(tmp_path, where) -> None:
+    """Inference tensors have no version counter (``t._version`` raises): the predictor of a net
+    built or loaded under ``torch.inference_mode()`` still predicts, and follows a later load."""
+    import numpy as np
+
+    from vision.ssd.predictor import create_predictor
+
+    torch.manual_seed(0)
+    trained = registry.create_net("mb1-ssd-lite", 5, resolution=128, is_test=True)
+    _randomize_bn(trained, seed=2)
+    trained.save(tmp_path / "t.pth")
+    with torch.inference_mode():
+        net = registry.create_net("mb1-ssd-lite", 5, resolution=128, is_test=True)
+        if where == "loaded":
+            net.load(tmp_path / "t.pth")
+    if where == "built":
+        trained = net
+    assert all(p.is_inference() for p in net.parameters())
+    predictor = create_predictor(net, device="cpu")
+    image = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+    boxes, labels, probs = predictor.predict(image, 5, 0.0)
+    expected = create_predictor(trained, device="cpu").predict(image, 5, 0.0)
+    torch.testing.assert_close(probs, expected[2], atol=1e-4, rtol=0)
+    x = torch.randn(1, 3, 128, 128)
+    for _ in range(3):  # the traced path too
+        torch.testing.assert_close(predictor.run(x)[0], create_predictor(trained, optimize=False).run(x)[0],
+                                   atol=1e-4, rtol=1e-4)

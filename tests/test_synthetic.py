@@ -205,6 +205,42 @@ def test_overwrite_refused_when_asked(tmp_path):
         generate_coco_dataset(tmp_path, 2, 0, overwrite=False)
 
 
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_cli_refuses_a_folder_that_is_not_empty(tmp_path, capsys, fmt):
+    """The generated names are real COCO names (000000000001.jpg, instances_train2017.json):
+    the CLI writes into a non-empty OUT only with --overwrite (--no-overwrite is the default);
+    an OUT that is a file is a one-line usage error. The Python functions keep overwriting."""
+    from vision.datasets.synthetic import main
+    from vision.utils.misc import run_main
+
+    out = tmp_path / "data"
+    args = ["--train", "2", "--val", "1", "--format", fmt]
+    assert run_main(main, [str(out), *args]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    ann = next(p for p in before if p.suffix in (".json", ".yaml"))
+    ann.write_bytes(b"the user's own annotations")
+    before[ann] = ann.read_bytes()
+    capsys.readouterr()
+    for extra in ([], ["--no-overwrite"], ["--seed", "3"]):
+        assert run_main(main, [str(out), *args, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err and "--overwrite" in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing written
+    assert run_main(main, [str(out), *args, "--overwrite"]) == 0
+    assert ann.read_bytes() != b"the user's own annotations"
+    (tmp_path / "empty").mkdir()
+    assert run_main(main, [str(tmp_path / "empty"), *args]) == 0
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    capsys.readouterr()
+    assert run_main(main, [str(a_file), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file, not a folder" in err and str(a_file) in err, err
+    assert a_file.read_text() == "x"
+    with pytest.raises(SystemExit):
+        main([str(out), "--overwrite", "--no-overwrite"])
+
+
 def test_cli(tmp_path):
     """``python3 -m vision.datasets.synthetic`` from another folder (the repository on PYTHONPATH);
     a relative OUT is relative to that folder."""

@@ -62,7 +62,7 @@ def _from_report_data(report_data: str | os.PathLike, limit: int) -> ReportImage
     if not root.exists():
         raise UserError(f"--report-data not found: {root}")
     try:
-        detect_dataset_type(root)
+        detect_dataset_type(root, type_flag=None)  # --report-data has no --dataset-type beside it
     except UserError as e:  # not a dataset: a plain folder of images
         if not root.is_dir():
             raise UserError(f"--report-data: {e}") from None

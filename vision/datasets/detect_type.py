@@ -51,8 +51,11 @@ def _roboflow_coco(root: Path) -> str | None:
             f"<train|val>2017/")
 
 
-def detect_dataset_type(path: str | os.PathLike) -> tuple[str, Path]:
-    """(dataset type, the file or folder that gave it away); ``UserError`` when not exactly one fits."""
+def detect_dataset_type(path: str | os.PathLike, type_flag: str | None = "--dataset-type") -> tuple[str, Path]:
+    """(dataset type, the file or folder that gave it away); ``UserError`` when not exactly one fits.
+
+    ``type_flag``: the caller's flag that names the type, suggested in the error; None for a
+    caller without one (the error then suggests nothing it does not have)."""
     root = Path(path)
     if root.is_file():
         if root.suffix.lower() in (".yaml", ".yml"):
@@ -71,6 +74,8 @@ def detect_dataset_type(path: str | os.PathLike) -> tuple[str, Path]:
 
         hint = export_without_yaml(root) or _roboflow_coco(root)
         raise UserError(f"cannot tell the dataset type of {root}: " +
-                        (hint if hint else f"looked for {looked}; found none (pass --dataset-type)"))
+                        (hint if hint else f"looked for {looked}; found none" +
+                         (f" (pass {type_flag})" if type_flag else "")))
     both = " and ".join(f"{kind} ({where})" for kind, where in found.items())
-    raise UserError(f"{root} is ambiguous: it looks like {both}; pass --dataset-type to choose")
+    raise UserError(f"{root} is ambiguous: it looks like {both}" +
+                    (f"; pass {type_flag} to choose" if type_flag else ""))

@@ -34,6 +34,7 @@ import colorsys
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -46,6 +47,7 @@ from vision.datasets.synthetic_geometry import shape_mask
 from vision.datasets.synthetic_scenes import ScenesLook
 from vision.utils.misc import UserError, add_log_level_arg, atomic_write, atomic_write_json, float_range, \
     int_range, non_negative_int, run_main, setup_logging
+from vision.utils.paths import check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -463,6 +465,23 @@ def write_large_coco_json(path: str | Path, n_img: int = 118_287, n_ann: int = 8
         f.write(f'{{"info":{{}},"images":[{images}],"annotations":[{anns}],"categories":{json.dumps(cats)}}}')
 
 
+def _has_entries(folder: str) -> bool:
+    with os.scandir(folder) as entries:
+        return any(True for _ in entries)
+
+
+def _check_cli_out(out: str, overwrite: bool) -> None:
+    """The CLI writes only into a new or empty folder unless ``--overwrite``: the generated file
+    names (``000000000001.jpg``, ``instances_train2017.json``) are real COCO names, so writing
+    into a real dataset would silently replace its originals."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UserError(f"OUT {out} is a file, not a folder")
+    check_output_dir(out, "OUT")
+    if not overwrite and os.path.isdir(out) and _has_entries(out):
+        raise UserError(f"OUT {out} is not empty; give a new or empty folder, or pass --overwrite to "
+                        f"replace the files of the same names there (nothing was written)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python3 -m vision.datasets.synthetic",
@@ -483,7 +502,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", nargs=2, type=int_range(32, 4096), metavar=("W", "H"), default=[320, 240],
                    help="nominal image width and height in pixels; each image varies by +-15%% (default 320 240)")
     p.add_argument("--jpeg-quality", type=int_range(30, 100), default=90, help="JPEG quality (default 90)")
-    p.add_argument("--no-overwrite", action="store_true", help="refuse to replace existing annotation files")
+    clobber = p.add_mutually_exclusive_group()
+    clobber.add_argument("--overwrite", action="store_true",
+                         help="write into an OUT that is not empty, replacing the annotation files and "
+                              "images of the same names there (no backup)")
+    clobber.add_argument("--no-overwrite", action="store_true",
+                         help="refuse an OUT that is not empty (the default; kept for older scripts)")
     p.add_argument("--style", choices=STYLES, default="shapes",
                    help="look of the pictures: shapes (flat-coloured shapes on muted textured backgrounds) or "
                         "scenes (the same classes textured, outlined, shadowed, any rotation, on photo-like "
@@ -493,12 +517,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_log_level_arg(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    _check_cli_out(args.out, args.overwrite)
     size = (args.image_size[0], args.image_size[1])
     if args.format == "yolo":
         if args.fixed:
             raise UserError("--fixed is for --format coco only")
         summary = generate_yolo_dataset(args.out, args.train, args.val, seed=args.seed, image_size=size,
-                                        jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite,
+                                        jpeg_quality=args.jpeg_quality, overwrite=args.overwrite,
                                         style=args.style)
         for split, st in summary["splits"].items():
             print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['background_images']} background "
@@ -506,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     summary = generate_coco_dataset(args.out, args.train, args.val, seed=args.seed, fixed=args.fixed,
                                     image_size=size,
-                                    jpeg_quality=args.jpeg_quality, overwrite=not args.no_overwrite,
+                                    jpeg_quality=args.jpeg_quality, overwrite=args.overwrite,
                                     empty_share=args.empty_share, style=args.style)
     for split, st in summary["splits"].items():
         print(f"{split}: {st['images']} images, {st['boxes']} boxes, {st['crowd']} crowd regions, "

@@ -133,9 +133,25 @@ def _module_device(net) -> torch.device:
 
 def _weights_stamp(net: torch.nn.Module) -> tuple:
     """Identity and in-place version of every parameter and buffer: changes whenever the weights
-    do (``load_state_dict``/``net.load`` copy in place and bump ``_version``; an optimizer step,
-    ``.to(device)`` or a replaced tensor does too). A few microseconds for a whole SSD."""
-    return tuple((t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers()))
+    do through autograd-visible ops (``load_state_dict``/``net.load`` copy in place and bump
+    ``_version``; an optimizer step, an in-place op under ``no_grad``, ``.to(device)`` or a
+    replaced tensor does too). Cheap: a few microseconds for a whole SSD.
+
+    Not seen: an edit through ``.data`` (``p.data.mul_(0.7)``): ``.data`` is a new tensor with its
+    own version counter, so the parameter's ``_version`` stays as it was, and no cheap check
+    sees it (a checksum of mb1-ssd's 9.5M weights costs milliseconds per call, a sample of a few
+    values misses partial edits). Such code needs a new predictor (or ``optimize=False``).
+
+    Inference tensors (a net built or loaded under ``torch.inference_mode()``) have no version
+    counter; they cannot be changed in place outside inference mode, so their ``data_ptr`` alone
+    identifies them (an in-place load *inside* ``inference_mode`` into such a net after the
+    predictor was made is not seen either: make a new predictor then).
+    """
+    tensors = (*net.parameters(), *net.buffers())
+    try:
+        return tuple((t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return tuple((t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors)
 
 
 class InferenceCopy:
@@ -144,7 +160,11 @@ class InferenceCopy:
     Why lazy and re-checked: upstream code may build the predictor first and load weights into
     the same net afterwards (or keep one predictor across training epochs); a copy frozen at
     construction would silently keep the old weights. The copy is made on first use and remade
-    whenever ``_weights_stamp(source)`` differs from the one it was made from.
+    whenever ``_weights_stamp(source)`` differs from the one it was made from: after
+    ``load_state_dict``/``net.load``, an optimizer step, an in-place op under ``torch.no_grad()``
+    or replaced tensors. Not after an edit through ``.data`` (``p.data.mul_(0.7)``): that bumps
+    no version counter and no cheap check sees it, so such code needs a new predictor (or
+    ``create_predictor(net, optimize=False)``, which runs the net itself).
 
     On the CPU, ``script=True`` (the default there) goes one step further once an input shape is
     seen a second time: the folded copy is traced, frozen and passed through
@@ -240,7 +260,9 @@ def create_predictor(net: Any, *, optimize: bool = True, **predictor_kwargs: Any
     the CPU, channels_last weights): the same detections up to float rounding (1e-4), 1.3-1.7x
     faster on a CPU. The caller's net is not touched (not moved, not put in eval mode), so
     evaluating during training leaves it as it was; the copy follows the net's weights (remade
-    on the next predict after ``net.load(...)`` or a training step, see ``InferenceCopy``).
+    on the next predict after ``net.load(...)``, ``load_state_dict``, an optimizer step or an
+    in-place op under ``no_grad``, see ``InferenceCopy``). Edits through ``.data``
+    (``p.data.mul_(0.7)``) are not seen: make a new predictor after them, or use ``optimize=False``.
     ``optimize=False`` runs the net itself (upstream's
     behaviour: the predictor moves it to ``device`` and puts it in eval mode).
     ``predictor_kwargs`` go to Predictor (nms_method, iou_threshold, filter_threshold,
