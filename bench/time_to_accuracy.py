@@ -51,7 +51,7 @@ log = logging.getLogger("bench.time_to_accuracy")
 
 # The recommended from-scratch recipe on a small CPU (bench/README.md, "Time to accuracy").
 RECIPE = ["--net", "mb1-ssd-lite", "--resolution", "160", "--batch-size", "16", "--optimizer", "adam",
-          "--lr", "0.003", "--warmup-epochs", "1", "--workers", "2", "--max-expand", "1.5"]
+          "--lr", "0.005", "--warmup-epochs", "1", "--workers", "2", "--max-expand", "1.5"]
 CALIBRATION_EPOCHS = 2
 
 
