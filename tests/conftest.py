@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,3 +68,23 @@ def tiny_coco(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_coco") / "coco"
     generate_coco_dataset(root, 8, 4, seed=5, image_size=(96, 72))
     return root
+
+
+class TinySSDHead(torch.nn.Module):
+    """A tiny net shaped like an SSD for the training-loop tests: conv + BatchNorm, then
+    (confidence [B, N, 2], locations [B, N, 4])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(6)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x)).flatten(2).transpose(1, 2)  # [B, HW, 6]
+        return y[..., :2], y[..., 2:]
+
+
+def tiny_ssd_criterion(confidence, locations, labels, gt):
+    """(regression, classification) losses for ``TinySSDHead`` outputs, as MultiboxLoss returns them."""
+    return (locations - gt).abs().mean(), torch.nn.functional.cross_entropy(confidence.flatten(0, 1),
+                                                                             labels.flatten())

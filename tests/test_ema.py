@@ -13,23 +13,7 @@ from vision.training.checkpoint import TrainingCheckpoint, checkpoint_name
 from vision.training.ema import WeightEMA, checkpoint_weights, ramped_decay, restore_weights
 from vision.training.loop import NonFiniteGuard, Trainer
 from vision.training.schedule import StepLRSchedule
-
-
-class _TinyHead(nn.Module):
-    """conv + BatchNorm, then (confidence [B, N, 2], locations [B, N, 4]) like an SSD."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-
-    def forward(self, x):
-        y = self.bn(self.conv(x)).flatten(2).transpose(1, 2)  # [B, HW, 6]
-        return y[..., :2], y[..., 2:]
-
-
-def _criterion(confidence, locations, labels, gt):
-    return (locations - gt).abs().mean(), nn.functional.cross_entropy(confidence.flatten(0, 1), labels.flatten())
+from tests.conftest import TinySSDHead as _TinyHead, tiny_ssd_criterion as _criterion
 
 
 def _batch(images):

@@ -718,3 +718,14 @@ def test_sigterm_to_the_process_group_with_workers_saves_and_resumes(data, tmp_p
     r = train("--resume", folder)
     assert f"continuing at epoch 0, step {step}" in r.stderr
     assert "Epoch: 1, Step: 8/8" in r.stderr
+
+
+@pytest.mark.parametrize("extra,expected", [((), 4.0), (("--max-expand", "1.5"), 1.5), (("--max-expand", "1"), 1.0)])
+def test_max_expand_reaches_the_training_augmentation(data, tmp_path, extra, expected):
+    """--max-expand is the zoom-out limit of the augmentation train_ssd.py builds (default 4, upstream's)."""
+    import train_ssd
+    run = train_ssd.resolve_run([str(a) for a in common(data, tmp_path / "run", 1, *extra)])
+    d = train_ssd.build_data(run)
+    part = d.train.datasets[0] if hasattr(d.train, "datasets") else d.train
+    augmentation = part.transform.make()
+    assert augmentation.geometry.max_expand == expected
