@@ -314,6 +314,14 @@ def check_args(args: argparse.Namespace, resuming: bool) -> None:
 
 # -------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return train(argv)
+    except UserError:  # refused after joining the process group: leave it, so gloo does not abort at exit
+        distributed.shutdown()
+        raise
+
+
+def train(argv: Sequence[str] | None) -> int:
     run = resolve_run(argv)
     data = build_data(run)
     parts = build_model_and_optimizer(run, data)
@@ -325,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             finish_saved_epoch(run.folder, run.resumed)
     if start.epoch >= run.args.num_epochs and start.validate_first is None:
         log.info("the run already has %d epochs (--epochs %d): nothing to do", start.epoch, run.args.num_epochs)
-        distributed.shutdown()
+        distributed.leave_together()
         return 0
     fit(run, data, parts, trainer, start)
     return 0
@@ -410,7 +418,7 @@ def resolve_run(argv: Sequence[str] | None) -> Run:
             refused = str(e)
     refused = distributed.broadcast_object(refused)  # every process ends with the same line
     if refused:
-        distributed.shutdown()
+        distributed.leave_together()
         raise UserError(refused)
     if resumed is not None and resumed.net not in (None, args.net):
         raise UserError(f"the checkpoint is of net {resumed.net}, but the run is {args.net}")
@@ -673,8 +681,7 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                     break
             else:
                 log.info("training done: %d epochs; best %s", args.num_epochs, _describe_best(parts.best))
-        distributed.barrier()
-        distributed.shutdown()
+        distributed.leave_together()
     except RuntimeError as e:  # another process died: one line with the way on, not a gloo/NCCL traceback
         if not (info.enabled and distributed.is_peer_failure(e)):
             raise

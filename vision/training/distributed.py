@@ -51,7 +51,17 @@ def init_process_group(info: DistInfo, device: torch.device, timeout_minutes: fl
 
 
 def shutdown() -> None:
+    """Leave the process group (no-op without one)."""
     if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def leave_together() -> None:
+    """Leave the process group where every rank has reached the same point (a refusal they agreed
+    on, the end of training): a barrier first, so no rank tears gloo/NCCL down while a peer is still
+    inside the last collective (a rare abort at exit, "terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -90,7 +100,7 @@ def check_same_on_all_ranks(what: dict, describe: str) -> None:
     for rank, view in enumerate(views[1:], start=1):
         diff = [k for k in what if view.get(k) != views[0].get(k)]
         if diff:
-            shutdown()
+            leave_together()
             key = diff[0]
             raise UserError(f"process {rank} sees other data than process 0 ({key}: {_short(view.get(key))} vs "
                             f"{_short(views[0].get(key))}); every process must see the same {describe}")
