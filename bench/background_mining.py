@@ -33,11 +33,10 @@ from vision.datasets.synthetic import generate_coco_dataset  # noqa: E402
 from vision.evaluation.detection import detect_dataset  # noqa: E402
 from vision.evaluation.evaluate import compute_metrics, make_predictor  # noqa: E402
 from vision.evaluation.voc import collect_ground_truth  # noqa: E402
-from vision.ssd.registry import create_net  # noqa: E402
+from vision.cli.models import load_model  # noqa: E402
 from vision.training.dataset_folders import open_dataset  # noqa: E402
 from vision.utils.box_utils import MINING_RULES  # noqa: E402
-from vision.training.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
-from vision.ssd.model_io import load_net_weights  # noqa: E402
+from vision.training.checkpoint import list_checkpoints  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (0.5, 0.3, 0.2, 0.1)  # a briefly trained net scores lower than a converged one
@@ -60,9 +59,7 @@ def train(rule: str, data: Path, folder: Path, args: argparse.Namespace) -> floa
 def measure(folder: Path, data: Path) -> dict:
     """AP, AP50 and false positives per background image of the run's last checkpoint."""
     last = list_checkpoints(folder)[-1]
-    ckpt = load_checkpoint(last)
-    net = create_net(ckpt["net"], len(ckpt["class_names"]), resolution=ckpt["resolution"], is_test=True)
-    load_net_weights(net, ckpt["model"], ckpt["net"], str(last), checkpoint=ckpt)
+    net = load_model(last).net  # the shared loader: also keeps a run's custom --priors
     dataset = open_dataset("coco", str(data), split="val")
     predictor = make_predictor(net, device="cpu")
     detections, _ = detect_dataset(predictor, dataset, batch_size=16, top_k=100, prob_threshold=0.01)

@@ -60,5 +60,7 @@ def test_bench_script_runs(script: str, args: list[str], tmp_path) -> None:
     assert all(isinstance(rec, dict) and rec.get("bench") for rec in records)
     # one spelling of the load average (bench/common.py) where a result records it
     assert all("load_avg_1min" in rec for rec in records if rec["bench"] in ("eval", "inference", "predict", "train"))
+    if script.endswith("time_to_accuracy.py"):  # the recipe's first step: priors fitted to the training boxes
+        assert records[0]["flags"][:1] == ["--priors"] and records[0]["priors_s"] > 0, records[0]
     table = [line for line in r.stdout.splitlines() if line.strip() and not line.startswith("{")]
     assert table, f"{script} printed no table"

@@ -6,6 +6,7 @@ the spec's number of priors) and run with no --priors flag anywhere after the fi
 """
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +239,41 @@ def test_priors_file_with_duplicate_ratios_warns(tmp_path, caplog, ratios, warne
     with caplog.at_level("WARNING"):
         load_priors_spec(tmp_path / "p.json")
     assert ("feature_maps[2]" in caplog.text and "duplicates" in caplog.text) == warned
+
+
+def _load_bench(name: str):
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Scored(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_benchmarks_score_a_run_with_its_own_priors(trained, monkeypatch):
+    """bench/time_to_accuracy.py and bench/background_mining.py score a --priors run with the
+    run's priors (they rebuilt the net with the default priors: AP 0.18 instead of 0.61 on the demo set)."""
+    import vision.evaluation
+    from vision.ssd.custom_priors import priors_from_spec
+    from vision.ssd.registry import feature_map_sizes
+    expected = priors_from_spec(_spec(), RES, feature_map_sizes(NET, RES))
+    seen = []
+
+    def capture(net, *args, **kwargs):
+        seen.append(net.priors.clone())
+        raise _Scored()
+
+    monkeypatch.setattr(vision.evaluation, "evaluate", capture)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))  # their `import common`
+    with pytest.raises(_Scored):
+        _load_bench("time_to_accuracy").evaluate_run(trained / "run", trained / "data", workers=0)
+    mining = _load_bench("background_mining")
+    monkeypatch.setattr(mining, "make_predictor", capture)
+    with pytest.raises(_Scored):
+        mining.measure(trained / "run", trained / "data")
+    assert len(seen) == 2 and all(torch.equal(p, expected) for p in seen)

@@ -38,9 +38,10 @@ def test_budget_that_ends_during_start_up_keeps_the_log(tmp_path) -> None:
         kept.unlink(missing_ok=True)
     out = tmp_path / "run"
     r = run_script("bench/time_to_accuracy.py", "--minutes", "0.001", "--train-images", "2", "--val-images", "1",
-                   "--out", out, "--log-level", "error", cwd=tmp_path)
+                   "--out", out, "--no-fit-priors", "--log-level", "error", cwd=tmp_path)
     assert r.returncode == 2 and f"training output: {out / 'calibration.log'})" in _one_line(r.stderr), r.stderr
     assert (out / "calibration.log").is_file()
+    assert not (out / "priors.json").exists()  # --no-fit-priors: the net's default priors
 
 
 def test_style_help_names_its_real_default(tmp_path) -> None:
