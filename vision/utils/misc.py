@@ -109,6 +109,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after each option's help, except where it says nothing: a default of None
+    (the help says what happens) and on-off switches (``(default: True)`` after ``--no-thing``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def add_log_level_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", "--log_level", default="info",
                         type=str.lower,
