@@ -319,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError:  # refused after joining the process group: leave it, so gloo does not abort at exit
         distributed.shutdown()
         raise
+    except RuntimeError as e:  # a peer that ended before training (its own refusal, a kill): one line, not gloo's
+        if not (distributed.initialized() and distributed.is_peer_failure(e)):
+            raise
+        distributed.shutdown()
+        raise Failure(f"another training process ended or stopped answering before training started "
+                      f"({str(e).splitlines()[0][:160]}); see that process's output") from None
 
 
 def train(argv: Sequence[str] | None) -> int:
@@ -479,6 +485,13 @@ def build_data(run: Run) -> Data:
     args = run.args
     seed_everything(args.seed)
     args.priors = priors_spec_arg(args.priors)  # the spec itself goes to args.json and the checkpoints
+    fitted_for = (args.priors or {}).get("net")
+    if fitted_for and str(fitted_for).lower() != args.net.lower() and run.resumed is None:
+        log.warning("--priors: the file was fitted for %s at %s px, this run is %s at %d px: its box sizes are "
+                    "scaled to %d px and laid on %s's feature maps; a file fitted for this net fits better "
+                    "(dataset_report.py --net %s --resolution %d --suggest-priors FILE)", fitted_for,
+                    args.priors.get("image_size"), args.net, args.resolution, args.resolution, args.net, args.net,
+                    args.resolution)
     cfg = get_config(args.net, args.resolution, width_mult=args.mb2_width_mult, priors=args.priors)
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
@@ -507,7 +520,9 @@ def build_data(run: Run) -> Data:
                         f"training classes {class_names}")
     if run.info.enabled:
         distributed.check_same_on_all_ranks(
-            {"classes": class_names, "training images": len(train_dataset), "validation images": len(val_dataset)},
+            {"classes": class_names, "training images": len(train_dataset), "validation images": len(val_dataset),
+             "training images and boxes": "+".join(part.content_digest() for part in train_parts),
+             "validation images and boxes": val_dataset.content_digest()},
             "--datasets and --validation-dataset (the same folders, with the same contents)")
     log.info("training on %d images (%s), validating on %d, %d classes", len(train_dataset),
              ", ".join(args.datasets), len(val_dataset), len(class_names) - 1)
@@ -666,18 +681,20 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                                                world_size=info.world_size,
                                                after_step=profiler.step if profiler else None)
                 stats.skipped_images += loader.skipped_images
-                if step < steps_per_epoch or stop.requested:  # save the position inside the epoch, exit 0
+                # every process takes the same branch: a signal to one of them stops them all
+                stopping = distributed.any_rank(stop.requested, run.device)
+                if step < steps_per_epoch or stopping:
                     samples = min(len(data.train), done + (step - skip) * args.batch_size * info.world_size)
                     if info.is_main:
                         path = make_checkpoint(run, data, parts, epoch, step, stats, samples=samples).save(
                             run.folder / checkpoint_name(args.net, epoch, step_in_epoch=step))
                         log.warning("stopped by %s at epoch %d, step %d/%d: saved %s; continue with --resume %s",
-                                    stop.signal_name or "request", epoch, step, steps_per_epoch, path, run.folder)
+                                    stop.signal_name or ("a signal to another process" if info.enabled else "request"), epoch, step, steps_per_epoch, path, run.folder)
                     break
                 finish_epoch(run, data, parts, trainer, epoch, stats, writer)
-                if stop.requested:
-                    log.warning("stopped by %s after epoch %d; continue with --resume %s", stop.signal_name,
-                                epoch, run.folder)
+                if distributed.any_rank(stop.requested, run.device):
+                    log.warning("stopped by %s after epoch %d; continue with --resume %s",
+                                stop.signal_name or "a signal to another process", epoch, run.folder)
                     break
             else:
                 log.info("training done: %d epochs; best %s", args.num_epochs, _describe_best(parts.best))

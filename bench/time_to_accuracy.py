@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -79,8 +80,10 @@ def fit_priors(data: Path, flags: Sequence[str], out: Path) -> Path:
            "--suggest-priors", str(priors), "--output", str(out / "dataset_report"), "--log-level", "warning"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
-        raise Failure(f"fitting the priors failed (exit {r.returncode}): "
-                      f"{(r.stderr.strip().splitlines() or ['no output'])[-1]}")
+        line = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        line = re.sub(r"^\d\d:\d\d:\d\d (ERROR|CRITICAL|WARNING) ", "", line)  # its log prefix
+        error = UserError if r.returncode == 2 else Failure  # bad input stays exit 2
+        raise error(f"fitting the priors (dataset_report.py --suggest-priors) failed: {line}")
     return priors
 
 
@@ -211,10 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = list(args.train_flags)
     if flags and flags[0] == "--":
         flags = flags[1:]
+    # --flag=value as two words, so the checks and the recipe's net/resolution/priors see every form
+    flags = [part for f in flags for part in (f.split("=", 1) if f.startswith("--") and "=" in f else [f])]
     for bad in ("--epochs", "--num-epochs", "--num_epochs", "--t-max", "--t_max", "--resume", "--datasets",
                 "--data", "--checkpoint-folder", "--model-dir"):
         if bad in flags:
             raise UserError(f"{bad} is set by this benchmark (the budget decides the epochs); leave it out")
+    user_priors = last_value(flags, "--priors", "")
+    if user_priors and not Path(user_priors).expanduser().is_file():
+        raise UserError(f"--priors {user_priors}: file not found")
     if args.data is not None and args.style is not None:
         raise UserError("--style picks the look of the generated data; it has no effect with --data")
     style = (args.style or "shapes") if args.data is None else None

@@ -539,3 +539,17 @@ def test_training_loader_counts_skipped_images_every_epoch(coco_dirs, tmp_path, 
     partial = loader.epoch(3, skip_batches=1)  # a resumed epoch counts only the batches it runs
     n = sum(len(batch) for batch in partial)
     assert n == len(ds) - 4 and partial.skipped_images <= 2
+
+
+def test_content_digest_tells_other_data_with_the_same_counts_apart(tmp_path):
+    """What DDP processes compare: the same data anywhere on disk gives the same digest, another seed
+    with the same numbers of images does not."""
+    import shutil
+    from vision.datasets.coco_dataset import COCODataset
+    from vision.datasets.synthetic import generate_coco_dataset
+    generate_coco_dataset(tmp_path / "a", 8, 2, seed=2)
+    generate_coco_dataset(tmp_path / "b", 8, 2, seed=3)
+    shutil.copytree(tmp_path / "a", tmp_path / "elsewhere" / "a")
+    a, b, moved = (COCODataset(str(p)) for p in (tmp_path / "a", tmp_path / "b", tmp_path / "elsewhere" / "a"))
+    assert len(a) == len(b)
+    assert a.content_digest() == moved.content_digest() != b.content_digest()

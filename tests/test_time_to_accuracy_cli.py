@@ -49,3 +49,14 @@ def test_style_help_names_its_real_default(tmp_path) -> None:
     assert r.returncode == 0
     style = " ".join(r.stdout.split("--style {shapes,scenes}\n", 1)[1].split("--seed")[0].split())
     assert "(default: None)" not in style and "(default: shapes)" in style, style
+
+
+def test_train_flags_in_the_equals_form_are_checked(tmp_path) -> None:
+    """`--flag=value` after `--` is read like `--flag value`: a missing --priors file and a --epochs the
+    benchmark sets are refused up front (exit 2, one line), before any data is made."""
+    r = run_script("bench/time_to_accuracy.py", "--out", tmp_path / "o", "--", f"--priors={tmp_path / 'nope.json'}",
+                   cwd=tmp_path)
+    assert r.returncode == 2 and "--priors" in _one_line(r.stderr) and "file not found" in _one_line(r.stderr)
+    r = run_script("bench/time_to_accuracy.py", "--out", tmp_path / "o", "--", "--epochs=3", cwd=tmp_path)
+    assert r.returncode == 2 and "--epochs is set by this benchmark" in _one_line(r.stderr), r.stderr
+    assert not (tmp_path / "o" / "data-shapes").exists()

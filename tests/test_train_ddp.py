@@ -193,3 +193,70 @@ def test_two_process_run_with_ema_saves_rank_0s_ema_and_resumes_in_one_process(t
     assert r.returncode == 0, r.stderr[-4000:]
     assert "3 updates so far" in r.stderr
     assert torch.load(list_checkpoints(folder)[-1], weights_only=True)["ema"]["updates"] == 3 + 6  # 6 steps of 2
+
+
+@pytest.mark.slow
+def test_ranks_on_other_data_with_the_same_counts_are_refused(tmp_path):
+    """Same classes and numbers of images, other pictures and boxes (another seed): refused, not
+    trained on silently."""
+    from vision.datasets.synthetic import generate_coco_dataset
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate_coco_dataset(a, 8, 2, seed=2)
+    generate_coco_dataset(b, 8, 2, seed=3)
+    common = ["--net", NET, "--resolution", "64", "--batch-size", "2", "--workers", "0", "--seed", "1",
+              "--device", "cpu", "--epochs", "1", "--checkpoint-folder", tmp_path / "run"]
+    procs = _start_ranks([["--datasets", a, *common], ["--datasets", b, *common]])
+    outs = [p.communicate(timeout=300)[1] for p in procs]
+    for p, err in zip(procs, outs):
+        assert p.returncode == 2, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert "process 1 sees other data than process 0 (training images and boxes:" in last, err[-3000:]
+        assert "Traceback" not in err and "terminate called" not in err
+
+
+@pytest.mark.slow
+def test_a_rank_that_refuses_alone_ends_the_other_with_one_line(tmp_path):
+    """Process 1 is given a missing folder (its own one-line refusal, exit 2) after both joined: process 0
+    ends with one line (exit 1), not gloo's traceback, and does not wait for a timeout."""
+    from vision.datasets.synthetic import generate_coco_dataset
+    a = tmp_path / "a"
+    generate_coco_dataset(a, 8, 2, seed=2)
+    common = ["--net", NET, "--resolution", "64", "--batch-size", "2", "--workers", "0", "--seed", "1",
+              "--device", "cpu", "--epochs", "1", "--checkpoint-folder", tmp_path / "run"]
+    procs = _start_ranks([["--datasets", a, *common], ["--datasets", tmp_path / "missing", *common]])
+    outs = [p.communicate(timeout=300)[1] for p in procs]
+    assert procs[1].returncode == 2, outs[1][-3000:]
+    assert procs[0].returncode == 1, outs[0][-3000:]
+    last = outs[0].strip().splitlines()[-1]
+    assert "another training process ended or stopped answering before training started" in last, outs[0][-3000:]
+    assert all("Traceback" not in err and "terminate called" not in err for err in outs)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path):
+    """SIGTERM to process 1 only: both stop at the same step, process 0 saves the position and names
+    the cause; neither waits in a collective the other never reaches."""
+    import signal
+    from vision.datasets.synthetic import generate_coco_dataset
+    data = tmp_path / "syn"
+    generate_coco_dataset(data, 24, 2, seed=2)
+    folder = tmp_path / "run"
+    args = ["--datasets", data, "--net", NET, "--resolution", "64", "--batch-size", "2", "--workers", "0",
+            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--epochs", "3", "--checkpoint-folder", folder]
+    rank0, rank1 = _start_ranks([args, args])
+    try:
+        log = []
+        for line in rank0.stderr:
+            log.append(line)
+            if "Epoch: 0, Step: 2/" in line:
+                rank1.send_signal(signal.SIGTERM)
+        rank0.wait(timeout=300)
+        err1 = rank1.communicate(timeout=300)[1]
+    finally:
+        for p in (rank0, rank1):
+            if p.poll() is None:
+                p.kill()
+    err = "".join(log)
+    assert rank0.returncode == 0 and rank1.returncode == 0, (err[-3000:], err1[-3000:])
+    assert "stopped by a signal to another process at epoch 0" in err, err[-3000:]
+    assert "Traceback" not in err + err1 and "terminate called" not in err + err1

@@ -50,6 +50,11 @@ def init_process_group(info: DistInfo, device: torch.device, timeout_minutes: fl
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes))
 
 
+def initialized() -> bool:
+    """Whether this process is in a process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def shutdown() -> None:
     """Leave the process group (no-op without one)."""
     if dist.is_available() and dist.is_initialized():
