@@ -75,6 +75,21 @@ def test_train_refuses_mismatched_priors_file(tmp_path, tiny_coco, capsys):
     assert "3 feature maps" in err
 
 
+def test_a_priors_file_fitted_for_another_net_is_used_with_a_warning(tmp_path, tiny_coco, capsys):
+    import train_ssd
+    from vision.utils.misc import run_main
+    spec = _spec()
+    spec["net"] = "vgg16-ssd"
+    (tmp_path / "p.json").write_text(json.dumps(spec))
+    rc = run_main(train_ssd.main, ["--datasets", str(tiny_coco), "--net", NET, "--resolution", "64",
+                                   "--priors", str(tmp_path / "p.json"), "--checkpoint-folder",
+                                   str(tmp_path / "run"), "--workers", "0", "--epochs", "1", "--batch-size", "4"])
+    err = capsys.readouterr().err
+    assert rc == 0, err[-3000:]
+    warned = [line for line in err.splitlines() if "fitted for vgg16-ssd" in line]
+    assert len(warned) == 1 and f"dataset_report.py --net {NET} --resolution 64" in warned[0], warned
+
+
 def test_viz_inputs_renders_side_by_side(tiny_coco, tmp_path):
     from functools import partial
 
