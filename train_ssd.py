@@ -689,7 +689,8 @@ def fit(run: Run, data: Data, parts: Parts, trainer: Trainer, start: Start) -> N
                         path = make_checkpoint(run, data, parts, epoch, step, stats, samples=samples).save(
                             run.folder / checkpoint_name(args.net, epoch, step_in_epoch=step))
                         log.warning("stopped by %s at epoch %d, step %d/%d: saved %s; continue with --resume %s",
-                                    stop.signal_name or ("a signal to another process" if info.enabled else "request"), epoch, step, steps_per_epoch, path, run.folder)
+                                    stop.signal_name or ("a signal to another process" if info.enabled else "request"),
+                                    epoch, step, steps_per_epoch, path, run.folder)
                     break
                 finish_epoch(run, data, parts, trainer, epoch, stats, writer)
                 if distributed.any_rank(stop.requested, run.device):
@@ -860,4 +861,7 @@ def _tensorboard(folder: Path, args: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    rc = run_main(main)
+    if distributed.joined():
+        distributed.exit_process(rc)
+    sys.exit(rc)
