@@ -78,14 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="also write an INT8 (QDQ, per-channel weights) model NAME-int8.onnx, statically calibrated "
                         "with ONNX Runtime on --calibration-data images (ONNX Runtime on CPUs; TensorRT 8+)")
-    p.add_argument("--int8-target", choices=["tensorrt", "cpu"], default="tensorrt",
+    p.add_argument("--int8-target", choices=["tensorrt", "cpu"], default=None,
                    help="with --int8: tensorrt = int8 activations (TensorRT requires them; also runs on ONNX "
                         "Runtime), cpu = uint8 activations (ONNX Runtime's fast path on x86 CPUs; TensorRT "
-                        "rejects it)")
+                        "rejects it) (default: tensorrt)")
     p.add_argument("--calibration-data", default=None, metavar="DIR",
                    help="with --int8: a dataset root or image folder (searched recursively) to calibrate on")
     p.add_argument("--calibration-images", type=int_range(1, 100000), default=100, metavar="N",
                    help="with --int8: calibrate on N images spread over --calibration-data (default 100)")
+    p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default=None,
+                   help="with --int8: how activation ranges are read from the calibration images: minmax (the "
+                        "extremes seen), percentile (99.999th percentile: clips rare outliers), entropy "
+                        "(TensorRT's calibrator's rule) (default: minmax)")
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image); also the closing "
                         "report's first row")
@@ -271,6 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.int8 and not args.calibration_data:
         raise UserError("--int8 needs --calibration-data DIR (images to calibrate the int8 ranges on)")
+    int8_only = [flag for flag, given in (("--calibration-data", args.calibration_data is not None),
+                                          ("--calibration-method", args.calibration_method is not None),
+                                          ("--int8-target", args.int8_target is not None)) if given]
+    if int8_only and not args.int8:  # a user who gave these wanted an INT8 model: say so, write nothing
+        raise UserError(f"{', '.join(int8_only)} only apply with --int8 (add --int8 to also write NAME-int8.onnx)")
     model_path, labels = resolve_paths(args)
     calibration = None
     if args.int8:  # before the export: a folder without images must not cost an export and leave files
@@ -409,7 +418,8 @@ def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, trans
     log.info("INT8: calibrating on %d images from %s", len(images), args.calibration_data)
     log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),
              INT8_MIN_OPSET)
-    data = quantize_int8(model_bytes, int8_path, images, transform, target=args.int8_target)
+    data = quantize_int8(model_bytes, int8_path, images, transform, target=args.int8_target or "tensorrt",
+                         method=args.calibration_method or "minmax")
     runs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
             for b in (model_bytes, data)]
     log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.3f, boxes %.3f", int8_path,

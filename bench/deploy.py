@@ -14,7 +14,7 @@ of a COCO-layout dataset (by default the synthetic demo set ``./setup_coco --dem
   threshold 0.5, clustering; ``eval_ssd.py --postprocess detectnet``), with boxes per image next to what NMS
   keeps at the same threshold on the same outputs;
 - ``int8``: ``onnx_export.py --int8`` (QDQ, ``vision/ssd/int8.py``), calibrated on ``--calibration-images``
-  train images, scored both ways; and its ONNX Runtime latency against the fp32 file at batch 1: one session
+  train images (``--calibration-method``), scored both ways; and its ONNX Runtime latency against the fp32 file at batch 1: one session
   each (``--threads`` intra-op threads, full graph optimization), ``--warmup`` runs each, then ``--runs``
   paired runs alternating fp32/int8 on the same preprocessed validation image; medians and their ratio.
 
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_argument_group("int8 and latency")
     q.add_argument("--calibration-images", type=positive_int, default=100,
                    help="train images to calibrate INT8 on (onnx_export.py --calibration-images; default 100)")
+    q.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="how INT8 activation ranges are read (onnx_export.py --calibration-method; default minmax)")
     q.add_argument("--int8-detectnet", action="store_true",
                    help="also score the INT8 files as deployed (detectnet post-processing)")
     q.add_argument("--runs", type=positive_int, default=50,
@@ -130,12 +132,14 @@ def train_models(data: Path, out: Path, nets: Sequence[str], minutes: float, fla
     return folders
 
 
-def export(model: Path, out: Path, name: str, calibration: Path, images: int) -> tuple[Path, Path, Path]:
+def export(model: Path, out: Path, name: str, calibration: Path, images: int,
+           method: str = "minmax") -> tuple[Path, Path, Path]:
     """fp32, int8 (TensorRT's format, by onnx_export.py --int8: the export code lives in the script) and
     int8 for CPUs (``vision.ssd.int8`` target "cpu", same calibration images) .onnx files of ``model``."""
     onnx_path = out / f"{name}.onnx"
     cmd = [sys.executable, str(REPO / "onnx_export.py"), "--input", str(model), "--output", str(onnx_path),
            "--opset", str(INT8_OPSET), "--int8", "--calibration-data", str(calibration), "--calibration-images", str(images),
+           "--calibration-method", method,
            "--log-level", "warning"]
     r = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if r.returncode != 0:
@@ -147,7 +151,7 @@ def export(model: Path, out: Path, name: str, calibration: Path, images: int) ->
 
     cpu_path = onnx_path.with_name(f"{onnx_path.stem}-int8-cpu.onnx")
     quantize_int8(onnx_path.read_bytes(), cpu_path, calibration_images(calibration, images),
-                  DetectNetTransform(read_metadata(onnx_path).resolution), target="cpu")
+                  DetectNetTransform(read_metadata(onnx_path).resolution), target="cpu", method=method)
     return onnx_path, onnx_path.with_name(f"{onnx_path.stem}-int8.onnx"), cpu_path
 
 
@@ -238,11 +242,13 @@ def measure(model: Path, data: Path, out: Path, args: argparse.Namespace) -> dic
                               "model": str(path), "val_images": len(dataset)}
     record["pytorch"] = score(make_predictor(loaded.net, prob_threshold=0.01), dataset, args.batch_size)
     stem = f"{loaded.net_name}-{path.parent.name}" if model.is_dir() or path.name == "best.pth" else path.stem
-    fp32, int8, int8_cpu = export(path, out, stem, data / "train2017", args.calibration_images)
+    fp32, int8, int8_cpu = export(path, out, stem, data / "train2017", args.calibration_images,
+                                  args.calibration_method)
     f = score_onnx(fp32, dataset)
     record["onnx"], record["detectnet"] = f["nms"], f["detectnet"]
     image = load_image_rgb(dataset.image_path(0))
     record["calibration_images"] = args.calibration_images
+    record["calibration_method"] = args.calibration_method
     for key, path in (("int8", int8), ("int8_cpu", int8_cpu)):  # TensorRT's format, ONNX Runtime CPU's
         q = score_onnx(path, dataset, detectnet=args.int8_detectnet)
         record[key] = q["nms"]

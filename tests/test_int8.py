@@ -54,6 +54,31 @@ def test_int8_export_runs_and_stays_close_to_fp32(tmp_path):
     r = run_script_inprocess("onnx_export.py", "--input", "m.pth", "--int8", cwd=tmp_path)
     assert r.returncode == 2 and "--calibration-data" in r.stderr and "Traceback" not in r.stderr
 
+    # another calibration rule gives other activation ranges, and the file says which rule made it
+    r = run_script_inprocess("onnx_export.py", "--input", "m.pth", "--output", "p.onnx", "--int8",
+                             "--calibration-data", "calib", "--calibration-images", "5",
+                             "--calibration-method", "percentile", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    props = {m.key: m.value for m in onnx.load(str(tmp_path / "p-int8.onnx")).metadata_props}
+    assert props["int8_calibration"] == '"percentile"' and props["int8_target"] == '"tensorrt"'
+    assert {m.key: m.value for m in model.metadata_props}["int8_calibration"] == '"minmax"'
+    assert activation_scales(onnx.load(str(tmp_path / "p-int8.onnx"))) != activation_scales(model)
+
+    # INT8-only flags without --int8: one line, exit 2, nothing written
+    for extra in (["--calibration-data", "calib"], ["--calibration-method", "entropy"], ["--int8-target", "cpu"]):
+        r = run_script_inprocess("onnx_export.py", "--input", "m.pth", "--output", "x.onnx", *extra, cwd=tmp_path)
+        assert r.returncode == 2 and extra[0] in r.stderr and "--int8" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "x.onnx").exists()
+
+
+def activation_scales(model) -> list[float]:
+    """The scale of every activation QuantizeLinear, in graph order."""
+    from onnx import numpy_helper
+
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [float(init[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in init
+            and init[n.input[1]].size == 1]
+
 
 def assert_net_quantized_head_float(model, activation_dtype) -> None:
     """Every Conv reads quantized weights and activations; Softmax and the box decoding stay float."""
@@ -105,6 +130,13 @@ def test_cpu_target_uint8_activations(net_name, tmp_path):
     assert np.abs(outs[0][1] - outs[1][1]).max() < 0.05
     with pytest.raises(Exception, match="target"):
         quantize_int8(fp32, tmp_path / "r.onnx", images, transform, target="gpu")
+    with pytest.raises(Exception, match="calibration method"):
+        quantize_int8(fp32, tmp_path / "r.onnx", images, transform, target="cpu", method="kl")
+    assert not (tmp_path / "r.onnx").exists()
+    entropy = quantize_int8(fp32, tmp_path / "e.onnx", images, transform, target="cpu", method="entropy")
+    assert_net_quantized_head_float(onnx.load_from_string(entropy), np.uint8)
+    out = ort.InferenceSession(entropy, providers=["CPUExecutionProvider"]).run(["scores", "boxes"], {"input_0": x.numpy()})
+    assert np.abs(outs[0][0] - out[0]).max() < 0.05 and np.abs(outs[0][1] - out[1]).max() < 0.05
 
 
 @pytest.mark.parametrize("calib", ["empty", "notes", "clip.mp4"])

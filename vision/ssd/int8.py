@@ -69,6 +69,11 @@ def _batches(paths: Sequence[Path], transform: Callable[[np.ndarray], torch.Tens
 
 
 TARGETS = ("tensorrt", "cpu")
+# How activation ranges are read from the calibration images (ONNX Runtime's calibrators):
+# minmax = the extremes seen; percentile = the 99.999th percentile of |x| (clips rare outliers);
+# entropy = the range minimizing the KL divergence of the int8 histogram (TensorRT's own
+# calibrator's rule). Accuracy per method: bench/README.md "Deployment".
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPS = ("Conv", "Relu", "Clip")  # the net; head reshaping, Softmax and box decoding stay float
 
 
@@ -81,18 +86,22 @@ def activation_nodes_to_exclude(model: Any) -> list[str]:
 
 def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
                   transform: Callable[[np.ndarray], torch.Tensor], input_name: str = "input_0",
-                  target: str = "tensorrt") -> bytes:
+                  target: str = "tensorrt", method: str = "minmax") -> bytes:
     """Write the QDQ int8 model of ``model_bytes`` to ``output`` (atomically) and return its bytes.
 
     ``target``: "tensorrt" (int8 symmetric activations, also runs on ONNX Runtime) or "cpu" (uint8
-    activations: ONNX Runtime's fast path on x86 CPUs; TensorRT rejects it).
+    activations: ONNX Runtime's fast path on x86 CPUs; TensorRT rejects it). ``method``: one of
+    ``CALIBRATION_METHODS``.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if target not in TARGETS:
         raise UserError(f"INT8 target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if method not in CALIBRATION_METHODS:
+        raise UserError(f"INT8 calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -110,16 +119,23 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model_bytes)
+        extra: dict[str, Any] = {}
         if target == "tensorrt":  # TensorRT takes only int8 with zero point 0
-            activations = dict(activation_type=QuantType.QInt8, extra_options={"ActivationSymmetric": True})
+            activations = dict(activation_type=QuantType.QInt8)
+            extra["ActivationSymmetric"] = True
         else:
             activations = dict(activation_type=QuantType.QUInt8)
+        calibrate_method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                            "entropy": CalibrationMethod.Entropy}[method]
+        if method == "percentile":
+            extra["CalibPercentile"] = 99.999
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             exclude = activation_nodes_to_exclude(onnx.load(str(pre)))
             quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                            nodes_to_exclude=exclude, **activations)
+                            nodes_to_exclude=exclude, calibrate_method=calibrate_method,
+                            extra_options=extra, **activations)
         except UserError:
             raise
         except Exception as e:  # ONNX Runtime's own exception types
@@ -133,8 +149,10 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
 
         meta["precision"] = '"int8"'
         meta["int8_target"] = f'"{target}"'
+        meta["int8_calibration"] = f'"{method}"'
         data = add_metadata(data, meta)
     with atomic_write(output, "wb") as f:
         f.write(data)
-    log.info("calibrated on %d images (%s activations)", reader.count, "uint8" if target == "cpu" else "int8")
+    log.info("calibrated on %d images (%s activations, %s ranges)", reader.count,
+             "uint8" if target == "cpu" else "int8", method)
     return data
