@@ -27,11 +27,11 @@ import numpy as np
 from vision.cli.args import add_resolution_arg, add_width_mult_arg
 from vision.utils.misc import (ArgumentParser, EXIT_OK, EXIT_USAGE, UserError, add_log_level_arg, atomic_write, int_range,
                                positive_int, run_main, setup_logging, unit_float)
+from vision.utils.paths import IMAGE_EXTENSIONS, OUTPUT_IMAGE_EXTENSIONS, is_image_file
 from vision.utils.video import is_video_source
 
 log = logging.getLogger("run_ssd_example")
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 MODEL_SUFFIXES = {".pth", ".pt", ".onnx"}
 SINGLE_OUTPUT = "run_ssd_example_output.jpg"
 DEFAULT_OUTPUT_DIR = "run_ssd_example_output"
@@ -118,7 +118,7 @@ def collect_images(items: Sequence[str]) -> list[Path]:
             continue
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(f for f in p.iterdir() if f.is_file() and is_image_file(f))
             if not found and not folder_videos([item]):
                 raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or videos in folder {p}")
             images.extend(found)
@@ -135,7 +135,7 @@ def output_paths(images: list[Path], output_dir: str | None) -> list[Path]:
     used: set[str] = set()
     out = []
     for img in images:
-        suffix = img.suffix.lower() if img.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"} else ".jpg"
+        suffix = img.suffix.lower() if img.suffix.lower() in OUTPUT_IMAGE_EXTENSIONS else ".jpg"
         name, k = f"{img.stem}{suffix}", 1
         while name in used:
             name, k = f"{img.stem}_{k}{suffix}", k + 1

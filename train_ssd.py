@@ -141,6 +141,10 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--max-expand", type=float_range(1, 16, lo_open=False), default=4.0, metavar="R",
                    help="zoom-out augmentation: half the samples are placed on a canvas up to R times the image's "
                         "size, which makes small objects (the SSD paper and upstream: 4; 1 turns it off)")
+    g.add_argument("--min-crop-scale", type=float_range(0.05, 1, lo_open=False), default=0.3, metavar="S",
+                   help="zoom-in augmentation: most samples are cropped to a patch whose sides are between S and 1 "
+                        "times the (zoomed-out) image's, which makes objects larger (the SSD paper and upstream: "
+                        "0.3; 1 turns cropping off)")
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
@@ -496,7 +500,7 @@ def build_data(run: Run) -> Data:
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
     train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std,
-                                                       max_expand=args.max_expand))
+                                                       max_expand=args.max_expand, min_crop_scale=args.min_crop_scale))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
     train_parts = [open_dataset(args.dataset_type, d, split="train", transform=train_transform,
                                 target_transform=target_transform, balance_data=args.balance_data,

@@ -44,12 +44,11 @@ from tqdm import tqdm
 
 from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write_json, int_range, run_main,
                                setup_logging)
+from vision.utils.paths import is_image_file  # what the loaders read; only these are judged
 
 log = logging.getLogger("validate_image_files")
 
 _MAX_REASON = 200
-# What the loaders read (VOC's list; COCO and Open Images use .jpg). Only these are judged.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 # ----------------------------------------------------------------------------- checking (runs in workers)
@@ -132,7 +131,7 @@ def check_image(path: str) -> tuple[str, str | None]:
 
 def is_image_name(path: str) -> bool:
     """True for a file name with an image extension: only such files may ever be judged."""
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+    return is_image_file(path)
 
 
 def is_quarantine_folder(path: str) -> bool:

@@ -188,3 +188,25 @@ def test_upstream_import_paths_still_work():
     from vision.utils import box_utils, measurements, misc  # noqa: F401
 
     assert MatchPrior is ours
+
+
+def image_extension_lists(root: Path) -> list[str]:
+    """``file:line`` of every set/tuple/list literal that names both ".jpg" and ".png" (an image extension
+    list) in the scripts, ``vision/`` and ``bench/``."""
+    found = []
+    for path in sorted([*root.glob("*.py"), *(root / "vision").rglob("*.py"), *(root / "bench").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Set, ast.Tuple, ast.List)):
+                names = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                if {".jpg", ".png"} <= names:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_one_list_of_image_extensions(tmp_path):
+    """Which files count as images is decided in one place (``vision.utils.paths.IMAGE_EXTENSIONS``): five
+    copies had drifted apart (.ppm read by one script, not by the dataset that fed it)."""
+    assert image_extension_lists(REPO) == ["vision/utils/paths.py:34", "vision/utils/paths.py:37"]
+    (tmp_path / "vision").mkdir()
+    (tmp_path / "a.py").write_text('EXT = (".jpg", ".jpeg", ".png")\n')
+    assert image_extension_lists(tmp_path) == ["a.py:1"]  # the checker finds a copy

@@ -729,3 +729,34 @@ def test_max_expand_reaches_the_training_augmentation(data, tmp_path, extra, exp
     part = d.train.datasets[0] if hasattr(d.train, "datasets") else d.train
     augmentation = part.transform.make()
     assert augmentation.geometry.max_expand == expected
+
+
+@pytest.mark.parametrize("extra,expected", [((), 0.3), (("--min-crop-scale", "0.6"), 0.6), (("--min-crop-scale", "1"), 1.0)])
+def test_min_crop_scale_reaches_the_training_augmentation(data, tmp_path, extra, expected):
+    """--min-crop-scale is the zoom-in limit of the augmentation train_ssd.py builds (default 0.3, upstream's)."""
+    import train_ssd
+    run = train_ssd.resolve_run([str(a) for a in common(data, tmp_path / "run", 1, *extra)])
+    d = train_ssd.build_data(run)
+    part = d.train.datasets[0] if hasattr(d.train, "datasets") else d.train
+    assert part.transform.make().geometry.min_scale == expected
+
+
+def test_min_crop_scale_1_never_crops():
+    """At 1 every patch is the whole (zoomed-out) canvas: boxes keep their place and size."""
+    import numpy as np
+
+    from vision.ssd.data_preprocessing import TrainAugmentation
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    boxes = np.array([[10, 20, 50, 60], [100, 30, 150, 110]], np.float32)
+    aug = TrainAugmentation(160, 127, 128.0, seed=0, max_expand=1, min_crop_scale=1)
+    seen = set()
+    for _ in range(40):
+        _, out, _ = aug(image, boxes, np.array([1, 2]))
+        xs = tuple(sorted(np.round(out[:, [0, 2]].flatten().numpy(), 4)))
+        seen.add(xs)
+    expected = {tuple(sorted(np.round(np.array([10, 50, 100, 150]) / 160, 4))),
+                tuple(sorted(np.round(1 - np.array([10, 50, 100, 150]) / 160, 4)))}  # as is, or mirrored
+    assert seen == expected
+    with pytest.raises(ValueError):
+        TrainAugmentation(160, min_crop_scale=0)

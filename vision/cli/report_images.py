@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vision.datasets.voc_dataset import IMAGE_EXTENSIONS
+from vision.utils.paths import IMAGE_EXTENSIONS
 from vision.utils.misc import UserError
 
 log = logging.getLogger(__name__)

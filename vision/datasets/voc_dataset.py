@@ -26,13 +26,13 @@ from vision.datasets.base import DetectionDataset, Transform, TargetTransform, f
     list_image_folder, MIN_BOX_SIZE
 from vision.utils.labels import BACKGROUND, read_labels
 from vision.utils.misc import UserError
+from vision.utils.paths import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 VOC_CLASSES = (BACKGROUND, "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TRAIN_SETS = ("trainval.txt", "train.txt", "default.txt")
 TEST_SETS = ("test.txt", "val.txt", "default.txt")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vision.datasets.base import DetectionDataset, Transform, TargetTransform, format_ids
-from vision.datasets.voc_dataset import IMAGE_EXTENSIONS
+from vision.utils.paths import IMAGE_EXTENSIONS, is_image_file
 from vision.utils.labels import BACKGROUND, normalize_class_names
 from vision.utils.misc import UserError
 
@@ -231,7 +231,7 @@ def _images_in(folder: Path) -> list[Path]:
         seen.add(real)
         dirnames.sort()
         for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            if is_image_file(name):
                 out.append(Path(dirpath) / name)
     return out
 
@@ -267,7 +267,7 @@ def split_images(src: Path, data: dict, root: Path, split: str) -> list[Path]:
                         # often name paths from the dataset root instead
                         q = p.parent / q if (p.parent / q).exists() or not (root / q).exists() else root / q
                     images.append(q)
-        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+        elif p.is_file() and is_image_file(p):
             images.append(p)
         else:
             raise UserError(f"{src}: '{split}' path not found: {p}")

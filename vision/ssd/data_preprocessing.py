@@ -42,7 +42,8 @@ def _check_size(size: int) -> int:
 
 class TrainAugmentation:
     """SSD training augmentation: photometric distortion, zoom-out (up to ``max_expand`` x,
-    mean fill), IoU-constrained crop, horizontal mirror, resize to ``size``, normalize.
+    mean fill), IoU-constrained crop (sides ``min_crop_scale``..1 of the canvas), horizontal mirror,
+    resize to ``size``, normalize.
 
     All geometry is planned on the boxes and applied with one resize of the
     visible source block, and the colour work runs on the small uint8 result,
@@ -58,14 +59,15 @@ class TrainAugmentation:
     """
 
     def __init__(self, size: int, mean: MeanLike = 0, std: MeanLike = 1.0, *, seed: int | None = None,
-                 min_box_size: float = 1.0, max_expand: float = 4.0, channel_swap: bool = True) -> None:
+                 min_box_size: float = 1.0, max_expand: float = 4.0, min_crop_scale: float = 0.3,
+                 channel_swap: bool = True) -> None:
         self.size = _check_size(size)
         self.mean, self.std = mean_std_arrays(mean, std)
         if not min_box_size >= 0:
             raise ValueError(f"min_box_size must be >= 0, got {min_box_size!r}")
         self.min_box_size = float(min_box_size)
         self.fill = fill_value(self.mean)
-        self.geometry = RandomSSDGeometry(max_expand=max_expand)
+        self.geometry = RandomSSDGeometry(max_expand=max_expand, min_scale=min_crop_scale)
         self.photometric = RandomPhotometricDistort(channel_swap=channel_swap)
         self.normalize = Normalize(self.mean, self.std)
         self.rng = ProcessLocalRNG(seed)

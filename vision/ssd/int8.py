@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from vision.utils.misc import Failure, UserError, atomic_write
+from vision.utils.paths import IMAGE_EXTENSIONS, is_image_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def calibration_images(folder: str | os.PathLike, count: int, seed: int = 0) -> list[Path]:
@@ -43,7 +43,7 @@ def calibration_images(folder: str | os.PathLike, count: int, seed: int = 0) -> 
         raise UserError(f"--calibration-data {root} is a file; give a folder of images or a dataset root")
     if not root.is_dir():
         raise UserError(f"--calibration-data folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
     if not files:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {root}")
     if len(files) <= count:

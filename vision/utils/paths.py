@@ -29,7 +29,17 @@ Named = Tuple[str, PathLike]  # (how the user gave it, e.g. "--output", the path
 
 # Files no script writes over unless it made them: weights and checkpoints, pictures, labels.
 WEIGHT_SUFFIXES = frozenset({".pth", ".pt", ".ckpt", ".tar"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"})
+# Image files the scripts read (OpenCV decodes them), in the order a file is looked for when an id
+# could be several (VOC's JPEGImages/ID.*): the one list every reader of image folders uses.
+IMAGE_EXTENSIONS: Tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS) | {".gif"}
+# Annotated copies keep their input's format when it is one of these (any viewer shows them), else .jpg.
+OUTPUT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def is_image_file(path: PathLike) -> bool:
+    """True when ``path``'s extension (any case) is one of ``IMAGE_EXTENSIONS``."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:
