@@ -145,6 +145,10 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
                    help="zoom-in augmentation: most samples are cropped to a patch whose sides are between S and 1 "
                         "times the (zoomed-out) image's, which makes objects larger (the SSD paper and upstream: "
                         "0.3; 1 turns cropping off)")
+    g.add_argument("--channel-swap", action=argparse.BooleanOptionalAction, default=True,
+                   help="photometric augmentation: half the samples get their colour channels in a random order "
+                        "(the SSD paper and upstream). --no-channel-swap keeps colours, for data where colour tells "
+                        "classes apart (as in the demo set: one colour per class)")
     g.add_argument("--matcher", default="batched", choices=("batched", "per-sample"),
                    help="prior matching: batched on the training device, or per sample in the data "
                         "workers (upstream's MatchPrior)")
@@ -500,7 +504,8 @@ def build_data(run: Run) -> Data:
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
     train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std,
-                                                       max_expand=args.max_expand, min_crop_scale=args.min_crop_scale))
+                                                       max_expand=args.max_expand, min_crop_scale=args.min_crop_scale,
+                                                channel_swap=args.channel_swap))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
     train_parts = [open_dataset(args.dataset_type, d, split="train", transform=train_transform,
                                 target_transform=target_transform, balance_data=args.balance_data,

@@ -741,6 +741,16 @@ def test_min_crop_scale_reaches_the_training_augmentation(data, tmp_path, extra,
     assert part.transform.make().geometry.min_scale == expected
 
 
+@pytest.mark.parametrize("extra,expected", [((), True), (("--no-channel-swap",), False), (("--channel-swap",), True)])
+def test_channel_swap_reaches_the_training_augmentation(data, tmp_path, extra, expected):
+    """--no-channel-swap turns off the photometric channel permutation (on by default, upstream's)."""
+    import train_ssd
+    run = train_ssd.resolve_run([str(a) for a in common(data, tmp_path / "run", 1, *extra)])
+    d = train_ssd.build_data(run)
+    part = d.train.datasets[0] if hasattr(d.train, "datasets") else d.train
+    assert part.transform.make().photometric.channel_swap is expected
+
+
 def test_min_crop_scale_1_never_crops():
     """At 1 every patch is the whole (zoomed-out) canvas: boxes keep their place and size."""
     import numpy as np
