@@ -81,13 +81,23 @@ def activation_scales(model) -> list[float]:
 
 
 def assert_net_quantized_head_float(model, activation_dtype) -> None:
-    """Every Conv reads quantized weights and activations; Softmax and the box decoding stay float."""
+    """Every Conv of the net reads quantized weights and activations; the heads' last convolutions (class
+    logits, box offsets: 2 per feature map), the Softmax and the box decoding stay float."""
     from onnx import helper
 
     producer = {o: n for n in model.graph.node for o in n.output}
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear"
-                         and producer[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+    float_convs = [n for n in convs if n.input[1] not in producer]  # weights straight from an initializer
+    assert len(float_convs) == 12, [n.name for n in float_convs]  # 6 feature maps x (classes, boxes)
+    assert all("QuantizeLinear" not in consumers[n.output[0]] for n in float_convs)
+    assert all(n.name.split("/")[2].startswith(("classification_headers", "regression_headers")) for n in float_convs)
+    quantized = [n for n in convs if n not in float_convs]
+    assert len(quantized) > 12 and all(producer[n.input[0]].op_type == "DequantizeLinear"
+                                       and producer[n.input[1]].op_type == "DequantizeLinear" for n in quantized)
     softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
     assert producer[softmax.input[0]].op_type != "DequantizeLinear"
     exp = next(n for n in model.graph.node if n.op_type == "Exp")  # box decoding
