@@ -24,6 +24,8 @@ What is quantized, and why (measured with bench/deploy.py, bench/README.md "Depl
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -152,10 +154,14 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             graph = onnx.load(str(pre))
             exclude = activation_nodes_to_exclude(graph) + output_convolutions(graph)
-            quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                            nodes_to_exclude=exclude, calibrate_method=calibrate_method,
-                            extra_options=extra, **activations)
+            chatter = io.StringIO()  # the histogram calibrators print progress lines: to the debug log
+            with contextlib.redirect_stdout(chatter):
+                quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                                weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
+                                nodes_to_exclude=exclude, calibrate_method=calibrate_method,
+                                extra_options=extra, **activations)
+            for line in chatter.getvalue().splitlines():
+                log.debug("onnxruntime: %s", line)
         except UserError:
             raise
         except Exception as e:  # ONNX Runtime's own exception types
