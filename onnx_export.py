@@ -21,6 +21,7 @@ import io
 import logging
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "rejects it) (default: tensorrt)")
     p.add_argument("--calibration-data", default=None, metavar="DIR",
                    help="with --int8: a dataset root or image folder (searched recursively) to calibrate on")
-    p.add_argument("--calibration-images", type=int_range(1, 100000), default=100, metavar="N",
+    p.add_argument("--calibration-images", type=int_range(1, 100000), default=None, metavar="N",
                    help="with --int8: calibrate on N images spread over --calibration-data (default 100)")
     p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default=None,
                    help="with --int8: how activation ranges are read from the calibration images: minmax (the "
@@ -277,15 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--int8 needs --calibration-data DIR (images to calibrate the int8 ranges on)")
     int8_only = [flag for flag, given in (("--calibration-data", args.calibration_data is not None),
                                           ("--calibration-method", args.calibration_method is not None),
-                                          ("--int8-target", args.int8_target is not None)) if given]
+                                          ("--int8-target", args.int8_target is not None),
+                                          ("--calibration-images", args.calibration_images is not None)) if given]
     if int8_only and not args.int8:  # a user who gave these wanted an INT8 model: say so, write nothing
-        raise UserError(f"{', '.join(int8_only)} only apply with --int8 (add --int8 to also write NAME-int8.onnx)")
+        raise UserError(f"{', '.join(int8_only)} {'applies' if len(int8_only) == 1 else 'apply'} only with --int8 (add --int8 to also write NAME-int8.onnx)")
     model_path, labels = resolve_paths(args)
     calibration = None
     if args.int8:  # before the export: a folder without images must not cost an export and leave files
         from vision.ssd.int8 import calibration_images
 
-        calibration = calibration_images(args.calibration_data, args.calibration_images)
+        calibration = calibration_images(args.calibration_data, args.calibration_images or 100)
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
     if net_arg is None and info.net_name is None:
@@ -385,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.int8:
         int8_opset = max(args.opset, INT8_MIN_OPSET)
         fp32 = model_bytes if args.opset >= INT8_MIN_OPSET else add_metadata(
-            export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(meta))
+            export_bytes(graph, x, int8_opset, args.dynamic_batch), build_metadata(replace(meta, opset=int8_opset)))
         write_int8(args, output, fp32, transform, x, calibration)
     if reporting:
         from vision.cli.report_images import report_rows
@@ -415,14 +417,15 @@ def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, trans
     from vision.ssd.int8 import quantize_int8
 
     int8_path = output.with_name(f"{output.stem}-int8{output.suffix}")
-    log.info("INT8: calibrating on %d images from %s", len(images), args.calibration_data)
+    log.info("INT8: calibrating on %d image%s from %s", len(images), "" if len(images) == 1 else "s",
+             args.calibration_data)
     log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),
              INT8_MIN_OPSET)
     data = quantize_int8(model_bytes, int8_path, images, transform, target=args.int8_target or "tensorrt",
                          method=args.calibration_method or "minmax")
     runs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
             for b in (model_bytes, data)]
-    log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.3f, boxes %.3f", int8_path,
+    log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.2e, boxes %.2e", int8_path,
              len(data) / 1e6, np.abs(runs[0][0] - runs[1][0]).max(), np.abs(runs[0][1] - runs[1][1]).max())
 
 

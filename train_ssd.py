@@ -144,7 +144,7 @@ def _add_data_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--min-crop-scale", type=float_range(0.05, 1, lo_open=False), default=0.3, metavar="S",
                    help="zoom-in augmentation: most samples are cropped to a patch whose sides are between S and 1 "
                         "times the (zoomed-out) image's, which makes objects larger (the SSD paper and upstream: "
-                        "0.3; 1 turns cropping off)")
+                        "0.3; 0.05-1; 1 turns cropping off)")
     g.add_argument("--channel-swap", action=argparse.BooleanOptionalAction, default=True,
                    help="photometric augmentation: half the samples get their colour channels in a random order "
                         "(the SSD paper and upstream). --no-channel-swap keeps colours, for data where colour tells "

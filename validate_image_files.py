@@ -10,7 +10,7 @@ the data loaders use) and scikit-image, after a check for truncated JPEGs (OpenC
 versions differ in whether they notice a missing end). Zero-byte files, non-images
 (a text file named .jpg), truncated and unreadable files are "bad". Files with any
 other extension (annotations/*.json, labels.txt, ...) are never judged, moved or
-deleted: they are counted as "not an image, skipped", so pointing --path at a
+deleted: they are counted as "not an image the loaders read, skipped", so pointing --path at a
 dataset root instead of its image folder cannot destroy the annotations.
 
 Actions for bad files: ``quarantine`` (default) moves them to the sibling folder
@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         others = sorted({os.path.splitext(f)[1].lower() or "(no extension)" for f in all_files
                          if not is_image_name(f)})
-        log.info("%d file(s) not an image, skipped (left alone): %s", skipped, ", ".join(others[:10]))
+        log.info("%d file(s) not an image the loaders read, skipped (left alone): %s", skipped, ", ".join(others[:10]))
     if not files:
         raise Failure(f"no image files to check in {folder}"
                       + (f" ({skipped} other file(s) left alone)" if skipped else ""))

@@ -19,6 +19,8 @@ at IoU >= 0.5 (as COCO's AP50 does); every other detection is, in this order:
 - ``background``: none of the above.
 
 Ground-truth boxes no detection of their class reaches at IoU 0.5 are counted as ``missed``.
+Detections on images or with category ids the ground truth lacks, or without area, are counted
+and named in a warning; when no detection is on a ground-truth image it is an error (exit 2).
 
 Example:
   python3 eval_ssd.py --dataset-type coco --dataset coco-data --trained_model models/demo-10min --eval_dir ev
@@ -35,7 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from common import REPO  # noqa: E402,F401  (first: the repository on sys.path)
+import common  # noqa: E402,F401  (first: puts the repository on sys.path)
 
 import torch  # noqa: E402
 from torchvision.ops import box_convert, box_iou  # noqa: E402
@@ -115,6 +117,31 @@ def classify(ground_truth: dict, detections: list[dict]) -> dict[str, Any]:
     return out
 
 
+def check_inputs(ground_truth: dict, detections: list[dict]) -> list[str]:
+    """Warnings for detections that cannot be judged fairly against this ground truth; a UserError
+    when none of them is on one of its images (the files belong to different datasets)."""
+    image_ids = {i.get("id") for i in ground_truth.get("images", []) if isinstance(i, dict)}
+    image_ids |= {a.get("image_id") for a in ground_truth["annotations"]}
+    category_ids = {c.get("id") for c in ground_truth.get("categories", []) if isinstance(c, dict)}
+    foreign = [d["image_id"] for d in detections if d["image_id"] not in image_ids]
+    if detections and len(foreign) == len(detections):
+        raise UserError(f"none of the {len(detections)} detections is on an image of --annotations (e.g. image id "
+                        f"{foreign[0]}): the two files are from different datasets")
+    warnings = []
+    if foreign:
+        warnings.append(f"{len(foreign)} detections are on image ids not in --annotations (e.g. {foreign[0]}); "
+                        f"they count as background")
+    unknown = [d["category_id"] for d in detections if category_ids and d["category_id"] not in category_ids]
+    if unknown:
+        warnings.append(f"{len(unknown)} detections have category ids not in --annotations (e.g. {unknown[0]}); "
+                        f"they can never be right")
+    flat = [d for d in detections if not (len(d["bbox"]) == 4 and d["bbox"][2] > 0 and d["bbox"][3] > 0)]
+    if flat:
+        warnings.append(f"{len(flat)} detections have no area (width or height <= 0, e.g. {flat[0]['bbox']} on "
+                        f"image {flat[0]['image_id']})")
+    return warnings
+
+
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """Counts per kind: all, and above each of ``SCORE_CUTS``."""
     rows = {}
@@ -143,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(detections, list) or any(not isinstance(d, dict) or not {"image_id", "category_id", "bbox", "score"}
                                                <= d.keys() for d in detections):
         raise UserError(f"--detections {args.detections}: not a COCO results list (image_id, category_id, bbox, score)")
+    for warning in check_inputs(ground_truth, detections):
+        log.warning("%s", warning)
     s = summary(classify(ground_truth, detections))
     print(json.dumps({"bench": "detection_errors", **s}))
     print(f"\n{s['ground_truth']} ground-truth boxes, {s['missed']} missed by every detection of their class")

@@ -53,3 +53,24 @@ def test_script_prints_the_table_and_refuses_bad_files(tmp_path):
     for a, d in (("gt.json", "missing.json"), ("gt.json", "bad.json"), ("dt.json", "dt.json"), ("gt.json", "gt.json")):
         r = run_script("bench/detection_errors.py", "--annotations", a, "--detections", d, cwd=tmp_path)
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_detections_that_do_not_fit_the_ground_truth_are_named(tmp_path):
+    """Review finding: detections on foreign image ids, unknown classes or without area were counted as
+    ordinary mistakes without a word; files from two datasets gave a normal-looking table."""
+    gt = ground_truth()
+    gt["categories"] = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    dets = [{"image_id": 2, "category_id": 2, "bbox": [40, 40, 30, 30], "score": 0.9},
+            {"image_id": 999999, "category_id": 2, "bbox": [40, 40, 30, 30], "score": 0.8},
+            {"image_id": 2, "category_id": 12345, "bbox": [40, 40, 30, 30], "score": 0.7},
+            {"image_id": 2, "category_id": 2, "bbox": [10, 10, 0, 5], "score": 0.6}]
+    (tmp_path / "dt.json").write_text(json.dumps(dets))
+    r = run_script("bench/detection_errors.py", "--annotations", "gt.json", "--detections", "dt.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "1 detections are on image ids not in --annotations (e.g. 999999)" in r.stderr
+    assert "1 detections have category ids not in --annotations (e.g. 12345)" in r.stderr
+    assert "1 detections have no area" in r.stderr
+    (tmp_path / "other.json").write_text(json.dumps(dets[1:2]))
+    r = run_script("bench/detection_errors.py", "--annotations", "gt.json", "--detections", "other.json", cwd=tmp_path)
+    assert r.returncode == 2 and "different datasets" in r.stderr and "Traceback" not in r.stderr

@@ -1,6 +1,7 @@
 """onnx_export.py --int8: a QDQ model calibrated on an image folder, self-describing, close to fp32."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,11 +63,15 @@ def test_int8_export_runs_and_stays_close_to_fp32(tmp_path):
     assert "histogram" not in r.stdout + r.stderr  # ONNX Runtime's calibrator chatter goes to the debug log
     props = {m.key: m.value for m in onnx.load(str(tmp_path / "p-int8.onnx")).metadata_props}
     assert props["int8_calibration"] == '"percentile"' and props["int8_target"] == '"tensorrt"'
+    # the INT8 copy is opset 13 (per-channel QDQ) and says so, though the fp32 file is opset 11 (review finding)
+    int8_model = onnx.load(str(tmp_path / "p-int8.onnx"))
+    assert json.loads(props["opset"]) == 13 == next(o.version for o in int8_model.opset_import if o.domain in ("", "ai.onnx"))
     assert {m.key: m.value for m in model.metadata_props}["int8_calibration"] == '"minmax"'
     assert activation_scales(onnx.load(str(tmp_path / "p-int8.onnx"))) != activation_scales(model)
 
     # INT8-only flags without --int8: one line, exit 2, nothing written
-    for extra in (["--calibration-data", "calib"], ["--calibration-method", "entropy"], ["--int8-target", "cpu"]):
+    for extra in (["--calibration-data", "calib"], ["--calibration-method", "entropy"], ["--int8-target", "cpu"],
+                  ["--calibration-images", "5"]):
         r = run_script_inprocess("onnx_export.py", "--input", "m.pth", "--output", "x.onnx", *extra, cwd=tmp_path)
         assert r.returncode == 2 and extra[0] in r.stderr and "--int8" in r.stderr and "Traceback" not in r.stderr
         assert not (tmp_path / "x.onnx").exists()

@@ -200,6 +200,6 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
         data = add_metadata(data, meta)
     with atomic_write(output, "wb") as f:
         f.write(data)
-    log.info("calibrated on %d images (%s activations, %s ranges)", reader.count,
+    log.info("calibrated on %d image%s (%s activations, %s ranges)", reader.count, "" if reader.count == 1 else "s",
              "uint8" if target == "cpu" else "int8", method)
     return data
