@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default=None,
                    help="with --int8: how activation ranges are read from the calibration images: minmax (the "
                         "extremes seen), percentile (99.999th percentile: clips rare outliers), entropy "
-                        "(TensorRT's calibrator's rule) (default: minmax)")
+                        "(TensorRT's calibrator's rule; slow: minutes) (default: minmax)")
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image); also the closing "
                         "report's first row")

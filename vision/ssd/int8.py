@@ -105,31 +105,33 @@ def output_convolutions(model: Any) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and not leads_to_conv[id(n)]]
 
 
-def entropy_ranges(model: Path, cache: Path, reader: Any, augmented: Path) -> None:
+def entropy_ranges(model: Path, cache: Path, reader: Any, augmented: Path, num_bins: int = 2048) -> None:
     """Activation ranges by TensorRT's entropy rule, written as ONNX Runtime's calibration cache.
 
     Why not ``quantize_static(calibrate_method=Entropy)`` alone: it builds the calibrator with 128
     histogram bins and 128 quantized bins, so the only candidate threshold is the full range and the
     result is exactly MinMax's (measured: identical scales). TensorRT's calibrator uses 2048 bins and
-    searches thresholds down to 128 of them; this does the same."""
+    searches thresholds down to 128 of them; this does the same. It is slow (ONNX Runtime's search is
+    Python: minutes for a MobileNet SSD); ``num_bins`` smaller only for tests."""
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(model, list(QUANTIZED_OPS), augmented_model_path=str(augmented),
                                    calibrate_method=CalibrationMethod.Entropy,
-                                   extra_options={"num_bins": 2048, "num_quantized_bins": 128})
+                                   extra_options={"num_bins": num_bins, "num_quantized_bins": 128})
     calibrator.collect_data(reader)
     save_tensors_data(calibrator.compute_data(), cache)
 
 
 def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
                   transform: Callable[[np.ndarray], torch.Tensor], input_name: str = "input_0",
-                  target: str = "tensorrt", method: str = "minmax") -> bytes:
+                  target: str = "tensorrt", method: str = "minmax", entropy_bins: int = 2048) -> bytes:
     """Write the QDQ int8 model of ``model_bytes`` to ``output`` (atomically) and return its bytes.
 
     ``target``: "tensorrt" (int8 symmetric activations, also runs on ONNX Runtime) or "cpu" (uint8
     activations: ONNX Runtime's fast path on x86 CPUs; TensorRT rejects it). ``method``: one of
-    ``CALIBRATION_METHODS``.
+    ``CALIBRATION_METHODS``; ``entropy_bins``: the entropy search's histogram (TensorRT's 2048; fewer only
+    for tests).
     """
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -176,7 +178,7 @@ def quantize_int8(model_bytes: bytes, output: Path, images: Sequence[Path],
                 cache = None
                 if method == "entropy":
                     cache = Path(tmp) / "ranges.json"
-                    entropy_ranges(pre, cache, reader, Path(tmp) / "augmented.onnx")
+                    entropy_ranges(pre, cache, reader, Path(tmp) / "augmented.onnx", entropy_bins)
                 quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                                 weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
                                 nodes_to_exclude=exclude, calibrate_method=calibrate_method,
