@@ -141,29 +141,36 @@ def test_ranks_on_different_data_are_refused_on_every_rank(tmp_path, images_b, e
         assert "Traceback" not in err and "terminate called" not in err
 
 
-@pytest.mark.slow
-def test_when_one_process_dies_the_other_ends_with_one_line_and_the_resume_command(tmp_path):
-    import signal
+def _signal_rank1_mid_epoch(tmp_path, folder, sig, resolution: int):
+    """Two ranks on one small synthetic set; ``sig`` to process 1 once process 0 logs epoch 0's step 2.
+    Returns (exit code, stderr) of process 0, then of process 1, both ended."""
     from vision.datasets.synthetic import generate_coco_dataset
     data = tmp_path / "syn"
     generate_coco_dataset(data, 24, 2, seed=2)
-    folder = tmp_path / "run"
-    args = ["--datasets", data, "--net", NET, "--resolution", "128", "--batch-size", "2", "--workers", "0",
-            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--epochs", "3", "--checkpoint-folder", folder]
+    args = ["--datasets", data, "--net", NET, "--resolution", str(resolution), "--batch-size", "2", "--workers",
+            "0", "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--epochs", "3", "--checkpoint-folder", folder]
     rank0, rank1 = _start_ranks([args, args])
     try:
         log = []
         for line in rank0.stderr:
             log.append(line)
             if "Epoch: 0, Step: 2/" in line:
-                rank1.send_signal(signal.SIGKILL)
+                rank1.send_signal(sig)
         rank0.wait(timeout=300)
+        err1 = rank1.communicate(timeout=300)[1]
     finally:
         for p in (rank0, rank1):
             if p.poll() is None:
                 p.kill()
-    err = "".join(log)
-    assert rank0.returncode == 1, err[-3000:]
+    return rank0.returncode, "".join(log), rank1.returncode, err1
+
+
+@pytest.mark.slow
+def test_when_one_process_dies_the_other_ends_with_one_line_and_the_resume_command(tmp_path):
+    import signal
+    folder = tmp_path / "run"
+    rc0, err, _, _ = _signal_rank1_mid_epoch(tmp_path, folder, signal.SIGKILL, resolution=128)
+    assert rc0 == 1, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert "another training process ended or stopped answering" in last, err[-3000:]
     assert f"continue with --resume {folder}" in last and "Traceback" not in err, err[-3000:]
@@ -223,26 +230,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path):
     """SIGTERM to process 1 only: both stop at the same step, process 0 saves the position and names
     the cause; neither waits in a collective the other never reaches."""
     import signal
-    from vision.datasets.synthetic import generate_coco_dataset
-    data = tmp_path / "syn"
-    generate_coco_dataset(data, 24, 2, seed=2)
-    folder = tmp_path / "run"
-    args = ["--datasets", data, "--net", NET, "--resolution", "64", "--batch-size", "2", "--workers", "0",
-            "--seed", "1", "--device", "cpu", "--debug-steps", "1", "--epochs", "3", "--checkpoint-folder", folder]
-    rank0, rank1 = _start_ranks([args, args])
-    try:
-        log = []
-        for line in rank0.stderr:
-            log.append(line)
-            if "Epoch: 0, Step: 2/" in line:
-                rank1.send_signal(signal.SIGTERM)
-        rank0.wait(timeout=300)
-        err1 = rank1.communicate(timeout=300)[1]
-    finally:
-        for p in (rank0, rank1):
-            if p.poll() is None:
-                p.kill()
-    err = "".join(log)
-    assert rank0.returncode == 0 and rank1.returncode == 0, (err[-3000:], err1[-3000:])
+    rc0, err, rc1, err1 = _signal_rank1_mid_epoch(tmp_path, tmp_path / "run", signal.SIGTERM, resolution=64)
+    assert rc0 == 0 and rc1 == 0, (err[-3000:], err1[-3000:])
     assert "stopped by a signal to another process at epoch 0" in err, err[-3000:]
     assert "Traceback" not in err + err1 and "terminate called" not in err + err1
