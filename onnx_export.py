@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from vision.cli.args import add_resolution_arg, add_width_mult_arg, resolution_type
+from vision.ssd.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, TARGETS
 from vision.utils.misc import (ArgumentParser, Failure, UserError, add_log_level_arg, atomic_write, int_range, run_main,
                                setup_logging)
 
@@ -79,18 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="also write an INT8 (QDQ, per-channel weights) model NAME-int8.onnx, statically calibrated "
                         "with ONNX Runtime on --calibration-data images (ONNX Runtime on CPUs; TensorRT 8+)")
-    p.add_argument("--int8-target", choices=["tensorrt", "cpu"], default=None,
+    p.add_argument("--int8-target", choices=TARGETS, default=None,
                    help="with --int8: tensorrt = int8 activations (TensorRT requires them; also runs on ONNX "
                         "Runtime), cpu = uint8 activations (ONNX Runtime's fast path on x86 CPUs; TensorRT "
-                        "rejects it) (default: tensorrt)")
+                        f"rejects it) (default: {TARGETS[0]})")
     p.add_argument("--calibration-data", default=None, metavar="DIR",
                    help="with --int8: a dataset root or image folder (searched recursively) to calibrate on")
     p.add_argument("--calibration-images", type=int_range(1, 100000), default=None, metavar="N",
-                   help="with --int8: calibrate on N images spread over --calibration-data (default 100)")
-    p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default=None,
+                   help=f"with --int8: calibrate on N images spread over --calibration-data "
+                        f"(default {DEFAULT_CALIBRATION_IMAGES})")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
                    help="with --int8: how activation ranges are read from the calibration images: minmax (the "
                         "extremes seen), percentile (99.999th percentile: clips rare outliers), entropy "
-                        "(TensorRT's calibrator's rule; slow: minutes) (default: minmax)")
+                        f"(TensorRT's calibrator's rule; slow: minutes) (default: {CALIBRATION_METHODS[0]})")
     p.add_argument("--test-image", default=None,
                    help="image for the ONNX Runtime check (default: a generated test image); also the closing "
                         "report's first row")
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.int8:  # before the export: a folder without images must not cost an export and leave files
         from vision.ssd.int8 import calibration_images
 
-        calibration = calibration_images(args.calibration_data, args.calibration_images or 100)
+        calibration = calibration_images(args.calibration_data, args.calibration_images or DEFAULT_CALIBRATION_IMAGES)
     net_arg = canonical_name(args.net) if args.net else None
     info = read_model_info(model_path, net_arg)
     if net_arg is None and info.net_name is None:
@@ -421,8 +423,8 @@ def write_int8(args: argparse.Namespace, output: Path, model_bytes: bytes, trans
              args.calibration_data)
     log.info("INT8: quantizing an opset-%d copy (per-channel QDQ needs >= %d)", max(args.opset, INT8_MIN_OPSET),
              INT8_MIN_OPSET)
-    data = quantize_int8(model_bytes, int8_path, images, transform, target=args.int8_target or "tensorrt",
-                         method=args.calibration_method or "minmax")
+    data = quantize_int8(model_bytes, int8_path, images, transform, target=args.int8_target or TARGETS[0],
+                         method=args.calibration_method or CALIBRATION_METHODS[0])
     runs = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
             for b in (model_bytes, data)]
     log.info("wrote %s (%.1f MB); vs fp32 on the test image: max |diff| scores %.2e, boxes %.2e", int8_path,

@@ -47,6 +47,7 @@ from common import REPO, LOAD_KEY, cpu_count, load_average  # noqa: E402  (first
 
 import numpy as np  # noqa: E402
 
+from vision.ssd.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES  # noqa: E402
 from vision.utils.misc import (Failure, UserError, add_log_level_arg, atomic_write_json, int_range,  # noqa: E402
                                positive_float, positive_int, run_main, setup_logging)
 
@@ -83,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=None,
                    help="folder for the data, trained models and .onnx files (default: a temporary folder, removed)")
     q = p.add_argument_group("int8 and latency")
-    q.add_argument("--calibration-images", type=positive_int, default=100,
-                   help="train images to calibrate INT8 on (onnx_export.py --calibration-images; default 100)")
-    q.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
-                   help="how INT8 activation ranges are read (onnx_export.py --calibration-method; default minmax)")
+    q.add_argument("--calibration-images", type=positive_int, default=DEFAULT_CALIBRATION_IMAGES,
+                   help="train images to calibrate INT8 on (onnx_export.py --calibration-images; default "
+                        f"{DEFAULT_CALIBRATION_IMAGES})")
+    q.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHODS[0],
+                   help="how INT8 activation ranges are read (onnx_export.py --calibration-method; default "
+                        f"{CALIBRATION_METHODS[0]})")
     q.add_argument("--int8-detectnet", action="store_true",
                    help="also score the INT8 files as deployed (detectnet post-processing)")
     q.add_argument("--runs", type=positive_int, default=50,
@@ -133,7 +136,7 @@ def train_models(data: Path, out: Path, nets: Sequence[str], minutes: float, fla
 
 
 def export(model: Path, out: Path, name: str, calibration: Path, images: int,
-           method: str = "minmax") -> tuple[Path, Path, Path]:
+           method: str = CALIBRATION_METHODS[0]) -> tuple[Path, Path, Path]:
     """fp32, int8 (TensorRT's format, by onnx_export.py --int8: the export code lives in the script) and
     int8 for CPUs (``vision.ssd.int8`` target "cpu", same calibration images) .onnx files of ``model``."""
     onnx_path = out / f"{name}.onnx"

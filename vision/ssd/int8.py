@@ -74,12 +74,13 @@ def _batches(paths: Sequence[Path], transform: Callable[[np.ndarray], torch.Tens
         log.warning("%d of %d calibration images could not be read", skipped, len(paths))
 
 
-TARGETS = ("tensorrt", "cpu")
+TARGETS = ("tensorrt", "cpu")  # the first is the default
+DEFAULT_CALIBRATION_IMAGES = 100
 # How activation ranges are read from the calibration images (ONNX Runtime's calibrators):
 # minmax = the extremes seen; percentile = the 99.999th percentile of |x| (clips rare outliers);
 # entropy = the range minimizing the KL divergence of the int8 histogram (TensorRT's own
 # calibrator's rule). Accuracy per method: bench/README.md "Deployment".
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")  # the first is the default
 QUANTIZED_OPS = ("Conv", "Relu", "Clip")  # the net; head reshaping, Softmax and box decoding stay float
 
 
