@@ -504,7 +504,7 @@ def build_data(run: Run) -> Data:
     per_sample = args.matcher == "per-sample"
     target_transform = build_matcher(cfg) if per_sample else None
     train_transform = ReseededTransform(partial(TrainAugmentation, cfg.image_size, cfg.image_mean, cfg.image_std,
-                                                       max_expand=args.max_expand, min_crop_scale=args.min_crop_scale,
+                                                max_expand=args.max_expand, min_crop_scale=args.min_crop_scale,
                                                 channel_swap=args.channel_swap))
     test_transform = TestTransform(cfg.image_size, cfg.image_mean, cfg.image_std)
     train_parts = [open_dataset(args.dataset_type, d, split="train", transform=train_transform,

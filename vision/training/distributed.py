@@ -42,6 +42,9 @@ def env_info() -> DistInfo:
                     world_size=world)
 
 
+_joined = False  # set by init_process_group; read by joined()
+
+
 def init_process_group(info: DistInfo, device: torch.device, timeout_minutes: float = 120.0) -> None:
     """Join the process group; the long timeout covers rank 0 running mAP evaluation alone."""
     if not info.enabled or dist.is_initialized():
@@ -52,9 +55,6 @@ def init_process_group(info: DistInfo, device: torch.device, timeout_minutes: fl
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     global _joined
     _joined = True
-
-
-_joined = False
 
 
 def joined() -> bool:
